@@ -1,0 +1,39 @@
+//! Flotilla's domain model: what a job is, which states it moves through, and the pure
+//! rules that decide each move. Nothing here does I/O, so every rule is tested without a
+//! database and every store applies exactly the same rules.
+//!
+//! # Layout
+//! - [`job`]: [`Job`], [`NewJob`], ids, lease tokens and the error history.
+//! - [`state`]: [`JobState`] and the state machine ([`transition`]), which refuses illegal moves.
+//! - [`retry`]: [`RetryPolicy`] and [`on_failure`], the one place that decides retry vs dead.
+//! - [`queue`]: [`QueueConfig`]: lease, timeout, retry, retention, limits, fairness.
+//! - [`cron`]: [`CronSpec`], [`CronSchedule`] and [`cron_decision`] (fire, backfill or skip).
+//! - [`clock`]: the injectable [`Clock`], with [`SystemClock`] and [`ManualClock`].
+//! - [`error`]: [`Error`] and the table of stable [`ErrorCode`]s shared by every layer.
+//!
+//! # Invariants
+//! - Timestamps carry microsecond precision (what both stores keep), so a value read back
+//!   from a store equals the value written.
+//! - Retry and dead-letter decisions are made only by [`on_failure`]; workers only report.
+
+pub mod clock;
+pub mod cron;
+pub mod error;
+pub mod job;
+pub mod queue;
+pub mod retry;
+pub mod state;
+
+pub use clock::{Clock, ManualClock, SystemClock, truncate_micros};
+pub use cron::{CronDecision, CronSchedule, CronSpec, cron_decision};
+pub use error::{Error, ErrorCode};
+pub use job::{
+    AttemptError, Job, JobId, Lease, LeaseToken, MAX_PRIORITY, NewJob, DEFAULT_MAX_PAYLOAD_BYTES,
+    check_payload_size, validate_kind, validate_queue_name,
+};
+pub use queue::{QueueConfig, Retention};
+pub use retry::{FailureOutcome, RetryPolicy, on_failure};
+pub use state::{Event, JobState, transition};
+
+/// Timestamps used throughout Flotilla: UTC, microsecond precision.
+pub type Timestamp = chrono::DateTime<chrono::Utc>;

@@ -1,0 +1,182 @@
+//! The `Store` trait: every durable operation Flotilla needs, in one place, so the server
+//! never knows which database it runs on. Backends (`flotilla-store-sqlite`, later
+//! PostgreSQL) implement it and prove it with the shared suite in `flotilla-store-tests`.
+//!
+//! # Layout
+//! - [`Store`]: the trait. Methods are noun-first (`job_claim`, `queue_pause`), take one
+//!   params struct, and receive `now` from the caller's clock; batch forms are the default.
+//! - [`params`]: the params and result structs.
+//! - [`StoreError`]: one error enum for all backends, each variant with a stable code.
+//!
+//! # Invariants every backend keeps
+//! - An enqueue is acknowledged only once it is durable; an acknowledged job is never lost.
+//! - A running job has exactly one lease; only its token can complete, fail or extend it.
+//!   Tokens increase strictly across the store.
+//! - Every state change goes through `flotilla_core::transition`, and every retry decision
+//!   through `flotilla_core::on_failure`.
+//! - Per-state counts and throughput counters change in the same transaction as the jobs.
+
+pub mod params;
+
+use async_trait::async_trait;
+pub use flotilla_core::Job;
+use flotilla_core::{CronSchedule, ErrorCode, JobId, JobState, LeaseToken, QueueConfig};
+
+pub use params::*;
+
+/// The result of a store call.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What can go wrong in a store call, the same for every backend.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The input broke a domain rule (bad field, illegal move, payload too large, ...).
+    #[error(transparent)]
+    Invalid(#[from] flotilla_core::Error),
+    /// No job has this id.
+    #[error("job {0} not found")]
+    JobNotFound(JobId),
+    /// No queue has this name; queues are created with `queue_upsert`.
+    #[error("queue {0:?} not found")]
+    QueueNotFound(String),
+    /// No cron schedule has this name.
+    #[error("cron schedule {0:?} not found")]
+    CronNotFound(String),
+    /// The token is not the job's current lease: it expired and the job moved on.
+    #[error("job {job_id}: lease token {token} is not the current lease (the job is now {state})")]
+    LeaseMismatch {
+        /// The job.
+        job_id: JobId,
+        /// The token presented.
+        token: LeaseToken,
+        /// The job's state now.
+        state: JobState,
+    },
+    /// The database cannot be reached or is failing; the call may be retried.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// An unexpected failure, e.g. a corrupt row.
+    #[error("internal store error: {0}")]
+    Internal(String),
+}
+
+impl StoreError {
+    /// The stable code of this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Invalid(e) => e.code(),
+            Self::JobNotFound(_) => ErrorCode::JobNotFound,
+            Self::QueueNotFound(_) => ErrorCode::QueueNotFound,
+            Self::CronNotFound(_) => ErrorCode::CronNotFound,
+            Self::LeaseMismatch { .. } => ErrorCode::LeaseMismatch,
+            Self::Unavailable(_) => ErrorCode::Unavailable,
+            Self::Internal(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+/// Durable job storage.
+///
+/// All methods are safe to call concurrently from many tasks (and, for shared backends,
+/// from many servers).
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A short name of the backend, e.g. `sqlite`.
+    fn backend(&self) -> &'static str;
+
+    // ----- queues -----
+
+    /// Creates the queue or replaces its settings (its jobs are untouched).
+    async fn queue_upsert(&self, config: QueueConfig) -> StoreResult<()>;
+    /// One queue's settings.
+    async fn queue_get(&self, name: &str) -> StoreResult<QueueConfig>;
+    /// Every queue's settings, by name.
+    async fn queue_list(&self) -> StoreResult<Vec<QueueConfig>>;
+    /// Pauses (`true`) or resumes (`false`) a queue: a paused queue accepts jobs but hands
+    /// none out.
+    async fn queue_set_paused(&self, name: &str, paused: bool) -> StoreResult<()>;
+    /// Counts per state, age of the oldest available job and throughput counters, per
+    /// queue (all queues when `params.queue` is `None`), by name. Costs O(queues), not
+    /// O(jobs).
+    async fn queue_stats(&self, params: QueueStatsParams) -> StoreResult<Vec<QueueStats>>;
+
+    // ----- producers -----
+
+    /// Enqueues a batch atomically: either every job is accepted or none is. Each job is
+    /// `available` when its `run_at` is absent or due, else `scheduled`. A job whose
+    /// `unique_key` matches a live job of the same queue is not inserted; that job is
+    /// returned with `duplicate: true` (also within the batch). Results are in input order.
+    async fn job_insert_many(&self, params: JobInsertManyParams) -> StoreResult<Vec<InsertedJob>>;
+
+    /// Enqueues one job; see [`Store::job_insert_many`].
+    async fn job_insert(&self, job: flotilla_core::NewJob, now: flotilla_core::Timestamp) -> StoreResult<InsertedJob> {
+        let mut inserted = self.job_insert_many(JobInsertManyParams { jobs: vec![job], now }).await?;
+        inserted.pop().ok_or_else(|| StoreError::Internal("insert returned no row".into()))
+    }
+
+    /// One job.
+    async fn job_get(&self, id: JobId) -> StoreResult<Job>;
+    /// Jobs matching every given filter, newest first, a page at a time.
+    async fn job_list(&self, params: JobListParams) -> StoreResult<JobPage>;
+    /// Cancels a job: `scheduled`/`available` become `cancelled` at once; a `running` job
+    /// gets `cancel_requested`, delivered by its next heartbeat. Terminal jobs are refused
+    /// with an invalid-transition error. Returns the job as it now is.
+    async fn job_cancel(&self, params: JobCancelParams) -> StoreResult<Job>;
+    /// Runs a job again now: `dead` and `cancelled` jobs are replayed (attempts reset, error
+    /// history kept), `scheduled` jobs are promoted. Others are refused.
+    async fn job_retry(&self, params: JobRetryParams) -> StoreResult<Job>;
+
+    // ----- workers -----
+
+    /// Claims up to `limit` jobs from `queues` in strict order (all a queue can give
+    /// before the next), each queue by priority, then run_at, then id. Due scheduled jobs
+    /// of those queues are promoted first. Paused queues give nothing; queue concurrency,
+    /// group concurrency, rate limits and group round-robin are applied here. Each job gets
+    /// a lease with a fresh token, for its own lease length or its queue's; its `attempt`
+    /// goes up by one.
+    async fn job_claim(&self, params: JobClaimParams) -> StoreResult<Vec<Job>>;
+    /// Extends a lease by the job's lease length from `now`, stores progress when given,
+    /// and says whether cancellation was requested. A token that is not current is refused
+    /// with `LeaseMismatch`.
+    async fn job_heartbeat(&self, params: JobHeartbeatParams) -> StoreResult<Heartbeat>;
+    /// Completes each job whose token is current (→ `succeeded`, result stored). Results are
+    /// per item, in input order; a refused item changes nothing.
+    async fn job_complete_many(&self, params: JobCompleteManyParams) -> StoreResult<Vec<StoreResult<()>>>;
+    /// Records each failed attempt whose token is current, in its error history, and moves the
+    /// job as `flotilla_core::on_failure` decides. Returns each job's new state, per item.
+    async fn job_fail_many(&self, params: JobFailManyParams) -> StoreResult<Vec<StoreResult<JobState>>>;
+
+    // ----- dead letters -----
+
+    /// Replays dead jobs (those named, or else all of a queue / of every queue, oldest
+    /// first, at most `limit`). Returns how many.
+    async fn dead_replay(&self, params: DeadParams) -> StoreResult<u64>;
+    /// Deletes dead jobs chosen as for [`Store::dead_replay`]. Returns how many.
+    async fn dead_purge(&self, params: DeadParams) -> StoreResult<u64>;
+
+    // ----- maintenance -----
+
+    /// Moves up to `limit` due scheduled jobs to `available`.
+    async fn job_promote_due(&self, params: MaintenanceParams) -> StoreResult<PromoteReport>;
+    /// Treats up to `limit` running jobs whose lease has expired as failed attempts with the
+    /// error "lease expired: worker lost": retried, dead, or cancelled if requested.
+    async fn job_reap_expired(&self, params: MaintenanceParams) -> StoreResult<ReapReport>;
+    /// Deletes up to `limit` finished jobs older than their queue's retention for their
+    /// state (by `finished_at`). Live jobs are never touched. Returns how many.
+    async fn job_prune(&self, params: MaintenanceParams) -> StoreResult<u64>;
+
+    // ----- cron -----
+
+    /// Creates or replaces a schedule. A new schedule counts its ticks from `now`; an
+    /// existing one keeps its last fired tick.
+    async fn cron_upsert(&self, schedule: CronSchedule, now: flotilla_core::Timestamp) -> StoreResult<()>;
+    /// Every schedule with its last fired tick, by name.
+    async fn cron_list(&self) -> StoreResult<Vec<CronEntry>>;
+    /// Deletes a schedule.
+    async fn cron_delete(&self, name: &str) -> StoreResult<()>;
+    /// Applies `flotilla_core::cron_decision` to every schedule: fires due ticks (the job
+    /// insert and the tick's record in one transaction, so concurrent callers fire each tick
+    /// exactly once) and records skipped ones.
+    async fn cron_fire_due(&self, params: MaintenanceParams) -> StoreResult<CronReport>;
+}
