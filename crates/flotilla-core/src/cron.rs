@@ -27,7 +27,10 @@ impl CronSpec {
             expr: expr.into(),
             reason: e.to_string(),
         })?;
-        Ok(Self { expr: expr.into(), parsed })
+        Ok(Self {
+            expr: expr.into(),
+            parsed,
+        })
     }
 
     /// The expression as written.
@@ -99,7 +102,13 @@ impl CronSchedule {
     }
 
     /// A schedule with the default backfill window and priority.
-    pub fn new(name: impl Into<String>, spec: CronSpec, queue: impl Into<String>, kind: impl Into<String>, payload: Value) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        spec: CronSpec,
+        queue: impl Into<String>,
+        kind: impl Into<String>,
+        payload: Value,
+    ) -> Self {
         Self {
             name: name.into(),
             spec,
@@ -114,7 +123,10 @@ impl CronSchedule {
     /// Checks the schedule.
     pub fn validate(&self) -> Result<(), Error> {
         if self.name.is_empty() || self.name.len() > 128 {
-            return Err(Error::InvalidConfig { field: "name", reason: "must be 1 to 128 characters".into() });
+            return Err(Error::InvalidConfig {
+                field: "name",
+                reason: "must be 1 to 128 characters".into(),
+            });
         }
         validate_queue_name(&self.queue)?;
         validate_kind(&self.kind)?;
@@ -122,7 +134,10 @@ impl CronSchedule {
             return Err(Error::InvalidPriority(self.priority.into()));
         }
         if self.backfill < Self::MIN_BACKFILL {
-            return Err(Error::InvalidConfig { field: "backfill", reason: "must be at least 5s".into() });
+            return Err(Error::InvalidConfig {
+                field: "backfill",
+                reason: "must be at least 5s".into(),
+            });
         }
         Ok(())
     }
@@ -151,7 +166,12 @@ pub enum CronDecision {
 }
 
 /// Decides whether the schedule fires at `now`, given the last tick it fired.
-pub fn cron_decision(spec: &CronSpec, last_fired: Timestamp, now: Timestamp, backfill: Duration) -> CronDecision {
+pub fn cron_decision(
+    spec: &CronSpec,
+    last_fired: Timestamp,
+    now: Timestamp,
+    backfill: Duration,
+) -> CronDecision {
     let Some(tick) = spec.latest_at_or_before(now) else {
         return CronDecision::Wait;
     };
@@ -179,9 +199,18 @@ mod tests {
     fn fires_each_tick_once() {
         let spec = CronSpec::parse("*/5 * * * *").unwrap();
         let backfill = Duration::from_secs(60);
-        assert_eq!(cron_decision(&spec, at(0, 0, 0), at(0, 4, 59), backfill), CronDecision::Wait);
-        assert_eq!(cron_decision(&spec, at(0, 0, 0), at(0, 5, 1), backfill), CronDecision::Fire { tick: at(0, 5, 0) });
-        assert_eq!(cron_decision(&spec, at(0, 5, 0), at(0, 5, 2), backfill), CronDecision::Wait);
+        assert_eq!(
+            cron_decision(&spec, at(0, 0, 0), at(0, 4, 59), backfill),
+            CronDecision::Wait
+        );
+        assert_eq!(
+            cron_decision(&spec, at(0, 0, 0), at(0, 5, 1), backfill),
+            CronDecision::Fire { tick: at(0, 5, 0) }
+        );
+        assert_eq!(
+            cron_decision(&spec, at(0, 5, 0), at(0, 5, 2), backfill),
+            CronDecision::Wait
+        );
     }
 
     #[test]
@@ -189,9 +218,15 @@ mod tests {
         let spec = CronSpec::parse("0 * * * *").unwrap();
         let backfill = Duration::from_secs(600);
         // Down from 00:30 to 01:09: the 01:00 tick is 9 minutes late, within the window.
-        assert_eq!(cron_decision(&spec, at(0, 0, 0), at(1, 9, 0), backfill), CronDecision::Fire { tick: at(1, 0, 0) });
+        assert_eq!(
+            cron_decision(&spec, at(0, 0, 0), at(1, 9, 0), backfill),
+            CronDecision::Fire { tick: at(1, 0, 0) }
+        );
         // Down until 01:11: too late, reported as skipped.
-        assert_eq!(cron_decision(&spec, at(0, 0, 0), at(1, 11, 0), backfill), CronDecision::Skip { tick: at(1, 0, 0) });
+        assert_eq!(
+            cron_decision(&spec, at(0, 0, 0), at(1, 11, 0), backfill),
+            CronDecision::Skip { tick: at(1, 0, 0) }
+        );
     }
 
     #[test]

@@ -270,7 +270,10 @@ impl NewJob {
         if let Some(n) = self.max_attempts
             && !(1..=crate::retry::MAX_ATTEMPTS_LIMIT).contains(&n)
         {
-            return Err(invalid("max_attempts", format!("must be 1..=1000, got {n}")));
+            return Err(invalid(
+                "max_attempts",
+                format!("must be 1..=1000, got {n}"),
+            ));
         }
         for (field, ms) in [("timeout_ms", self.timeout_ms), ("lease_ms", self.lease_ms)] {
             if ms == Some(0) {
@@ -303,12 +306,18 @@ pub fn validate_queue_name(name: &str) -> Result<(), Error> {
         "it is empty"
     } else if name.len() > MAX_NAME_LEN {
         "it is longer than 128 characters"
-    } else if !name.chars().all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c)) {
+    } else if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c))
+    {
         "only letters, digits and _ . : - are allowed"
     } else {
         return Ok(());
     };
-    Err(Error::InvalidQueueName { name: name.into(), reason })
+    Err(Error::InvalidQueueName {
+        name: name.into(),
+        reason,
+    })
 }
 
 /// Job kinds: 1 to 128 characters, no control characters.
@@ -322,7 +331,10 @@ pub fn validate_kind(kind: &str) -> Result<(), Error> {
     } else {
         return Ok(());
     };
-    Err(Error::InvalidKind { kind: kind.into(), reason })
+    Err(Error::InvalidKind {
+        kind: kind.into(),
+        reason,
+    })
 }
 
 fn check_key(field: &'static str, key: Option<&str>) -> Result<(), Error> {
@@ -355,14 +367,35 @@ mod tests {
     fn bad_fields_get_their_own_codes() {
         let ok = NewJob::new("default", "email.send", json!({"to": "a@b"}));
         assert!(ok.validate().is_ok());
-        assert_eq!(code(NewJob { queue: String::new(), ..ok.clone() }), ErrorCode::InvalidQueueName);
-        assert_eq!(code(NewJob { queue: "a b".into(), ..ok.clone() }), ErrorCode::InvalidQueueName);
-        assert_eq!(code(NewJob { kind: " ".into(), ..ok.clone() }), ErrorCode::InvalidKind);
+        assert_eq!(
+            code(NewJob {
+                queue: String::new(),
+                ..ok.clone()
+            }),
+            ErrorCode::InvalidQueueName
+        );
+        assert_eq!(
+            code(NewJob {
+                queue: "a b".into(),
+                ..ok.clone()
+            }),
+            ErrorCode::InvalidQueueName
+        );
+        assert_eq!(
+            code(NewJob {
+                kind: " ".into(),
+                ..ok.clone()
+            }),
+            ErrorCode::InvalidKind
+        );
         assert_eq!(code(ok.clone().priority(-1)), ErrorCode::InvalidPriority);
         assert_eq!(code(ok.clone().priority(10)), ErrorCode::InvalidPriority);
         assert_eq!(code(ok.clone().max_attempts(0)), ErrorCode::InvalidArgument);
         assert_eq!(code(ok.clone().unique_key("")), ErrorCode::InvalidArgument);
-        assert_eq!(code(ok.clone().lease(Duration::ZERO)), ErrorCode::InvalidArgument);
+        assert_eq!(
+            code(ok.clone().lease(Duration::ZERO)),
+            ErrorCode::InvalidArgument
+        );
     }
 
     #[test]
@@ -370,12 +403,19 @@ mod tests {
         assert!(check_payload_size(10, 10).is_ok());
         let err = check_payload_size(11, 10).unwrap_err();
         assert_eq!(err.code(), ErrorCode::PayloadTooLarge);
-        assert_eq!(err.to_string(), "payload is 11 bytes, over the limit of 10 bytes");
+        assert_eq!(
+            err.to_string(),
+            "payload is 11 bytes, over the limit of 10 bytes"
+        );
     }
 
     #[test]
     fn new_job_refuses_unknown_fields() {
         let err = serde_json::from_str::<NewJob>(r#"{"queue":"q","kind":"k","priorty":1}"#);
-        assert!(err.unwrap_err().to_string().contains("unknown field `priorty`"));
+        assert!(
+            err.unwrap_err()
+                .to_string()
+                .contains("unknown field `priorty`")
+        );
     }
 }

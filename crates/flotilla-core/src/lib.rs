@@ -28,7 +28,7 @@ pub use clock::{Clock, ManualClock, SystemClock, truncate_micros};
 pub use cron::{CronDecision, CronSchedule, CronSpec, cron_decision};
 pub use error::{Error, ErrorCode};
 pub use job::{
-    AttemptError, Job, JobId, Lease, LeaseToken, MAX_PRIORITY, NewJob, DEFAULT_MAX_PAYLOAD_BYTES,
+    AttemptError, DEFAULT_MAX_PAYLOAD_BYTES, Job, JobId, Lease, LeaseToken, MAX_PRIORITY, NewJob,
     check_payload_size, validate_kind, validate_queue_name,
 };
 pub use queue::{QueueConfig, Retention};

@@ -107,7 +107,12 @@ impl QueueConfig {
     pub fn validate(&self) -> Result<(), Error> {
         validate_queue_name(&self.name)?;
         self.retry.validate()?;
-        let invalid = |field, reason: &str| Err(Error::InvalidConfig { field, reason: reason.into() });
+        let invalid = |field, reason: &str| {
+            Err(Error::InvalidConfig {
+                field,
+                reason: reason.into(),
+            })
+        };
         if self.lease < Duration::from_millis(100) {
             return invalid("lease", "must be at least 100ms");
         }
@@ -141,8 +146,14 @@ mod tests {
 
     #[test]
     fn invalid_settings_name_the_field() {
-        let q = QueueConfig { concurrency: Some(0), ..QueueConfig::new("q") };
-        assert_eq!(q.validate().unwrap_err().to_string(), "invalid concurrency: must be at least 1 (leave it out for no limit)");
+        let q = QueueConfig {
+            concurrency: Some(0),
+            ..QueueConfig::new("q")
+        };
+        assert_eq!(
+            q.validate().unwrap_err().to_string(),
+            "invalid concurrency: must be at least 1 (leave it out for no limit)"
+        );
         assert!(QueueConfig::new("").validate().is_err());
     }
 

@@ -81,12 +81,25 @@ impl RetryPolicy {
 
     /// Checks the policy's numbers.
     pub fn validate(&self) -> Result<(), Error> {
-        let invalid = |reason: String| Err(Error::InvalidConfig { field: "retry", reason });
+        let invalid = |reason: String| {
+            Err(Error::InvalidConfig {
+                field: "retry",
+                reason,
+            })
+        };
         let attempts = self.max_attempts();
         if !(1..=MAX_ATTEMPTS_LIMIT).contains(&attempts) {
-            return invalid(format!("max_attempts must be 1..={MAX_ATTEMPTS_LIMIT}, got {attempts}"));
+            return invalid(format!(
+                "max_attempts must be 1..={MAX_ATTEMPTS_LIMIT}, got {attempts}"
+            ));
         }
-        if let Self::Exponential { initial, factor, max_interval, .. } = self {
+        if let Self::Exponential {
+            initial,
+            factor,
+            max_interval,
+            ..
+        } = self
+        {
             if !factor.is_finite() || *factor < 1.0 {
                 return invalid(format!("factor must be a finite number ≥ 1, got {factor}"));
             }
@@ -103,9 +116,19 @@ impl RetryPolicy {
         match self {
             Self::None => Duration::ZERO,
             Self::Limited { delay, .. } => *delay,
-            Self::Exponential { initial, factor, max_interval, jitter, .. } => {
-                backoff(*initial, *factor, *max_interval, failed, jitter.then_some(jitter_sample))
-            }
+            Self::Exponential {
+                initial,
+                factor,
+                max_interval,
+                jitter,
+                ..
+            } => backoff(
+                *initial,
+                *factor,
+                *max_interval,
+                failed,
+                jitter.then_some(jitter_sample),
+            ),
             Self::ExponentialLong { .. } => backoff(
                 Duration::from_secs(60),
                 2.0,
@@ -117,7 +140,13 @@ impl RetryPolicy {
     }
 }
 
-fn backoff(initial: Duration, factor: f64, max: Duration, failed: u32, jitter: Option<f64>) -> Duration {
+fn backoff(
+    initial: Duration,
+    factor: f64,
+    max: Duration,
+    failed: u32,
+    jitter: Option<f64>,
+) -> Duration {
     let exponent = i32::try_from(failed.saturating_sub(1)).unwrap_or(i32::MAX);
     let secs = (initial.as_secs_f64() * factor.powi(exponent)).min(max.as_secs_f64());
     let secs = match jitter {
@@ -167,8 +196,8 @@ pub fn on_failure(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ManualClock;
     use crate::Clock;
+    use crate::ManualClock;
 
     fn exp(jitter: bool) -> RetryPolicy {
         RetryPolicy::Exponential {
@@ -205,24 +234,51 @@ mod tests {
     #[test]
     fn failure_retries_until_attempts_run_out() {
         let now = ManualClock::at_epoch().now();
-        let p = RetryPolicy::Limited { max_attempts: 3, delay: Duration::from_secs(10) };
+        let p = RetryPolicy::Limited {
+            max_attempts: 3,
+            delay: Duration::from_secs(10),
+        };
         let retry = on_failure(1, 3, &p, true, false, now, 0.5);
-        assert_eq!(retry, FailureOutcome::Retry { run_at: now + chrono::Duration::seconds(10) });
-        assert_eq!(on_failure(3, 3, &p, true, false, now, 0.5), FailureOutcome::Dead);
+        assert_eq!(
+            retry,
+            FailureOutcome::Retry {
+                run_at: now + chrono::Duration::seconds(10)
+            }
+        );
+        assert_eq!(
+            on_failure(3, 3, &p, true, false, now, 0.5),
+            FailureOutcome::Dead
+        );
     }
 
     #[test]
     fn non_retryable_none_policy_and_cancel_end_at_once() {
         let now = ManualClock::at_epoch().now();
         let p = RetryPolicy::default();
-        assert_eq!(on_failure(1, 20, &p, false, false, now, 0.5), FailureOutcome::Dead);
-        assert_eq!(on_failure(1, 20, &RetryPolicy::None, true, false, now, 0.5), FailureOutcome::Dead);
-        assert_eq!(on_failure(1, 20, &p, true, true, now, 0.5), FailureOutcome::Cancelled);
+        assert_eq!(
+            on_failure(1, 20, &p, false, false, now, 0.5),
+            FailureOutcome::Dead
+        );
+        assert_eq!(
+            on_failure(1, 20, &RetryPolicy::None, true, false, now, 0.5),
+            FailureOutcome::Dead
+        );
+        assert_eq!(
+            on_failure(1, 20, &p, true, true, now, 0.5),
+            FailureOutcome::Cancelled
+        );
     }
 
     #[test]
     fn validation_refuses_nonsense() {
-        assert!(RetryPolicy::Limited { max_attempts: 0, delay: Duration::ZERO }.validate().is_err());
+        assert!(
+            RetryPolicy::Limited {
+                max_attempts: 0,
+                delay: Duration::ZERO
+            }
+            .validate()
+            .is_err()
+        );
         let shrinking = RetryPolicy::Exponential {
             max_attempts: 3,
             initial: Duration::from_secs(1),

@@ -211,7 +211,10 @@ mod tests {
     fn illegal_move_names_state_and_event() {
         let err = transition(JobState::Succeeded, Event::Cancel).unwrap_err();
         assert_eq!(err.code(), crate::ErrorCode::InvalidTransition);
-        assert_eq!(err.to_string(), "a job that is succeeded cannot be cancelled");
+        assert_eq!(
+            err.to_string(),
+            "a job that is succeeded cannot be cancelled"
+        );
     }
 
     #[test]

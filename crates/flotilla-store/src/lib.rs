@@ -110,9 +110,20 @@ pub trait Store: Send + Sync + 'static {
     async fn job_insert_many(&self, params: JobInsertManyParams) -> StoreResult<Vec<InsertedJob>>;
 
     /// Enqueues one job; see [`Store::job_insert_many`].
-    async fn job_insert(&self, job: flotilla_core::NewJob, now: flotilla_core::Timestamp) -> StoreResult<InsertedJob> {
-        let mut inserted = self.job_insert_many(JobInsertManyParams { jobs: vec![job], now }).await?;
-        inserted.pop().ok_or_else(|| StoreError::Internal("insert returned no row".into()))
+    async fn job_insert(
+        &self,
+        job: flotilla_core::NewJob,
+        now: flotilla_core::Timestamp,
+    ) -> StoreResult<InsertedJob> {
+        let mut inserted = self
+            .job_insert_many(JobInsertManyParams {
+                jobs: vec![job],
+                now,
+            })
+            .await?;
+        inserted
+            .pop()
+            .ok_or_else(|| StoreError::Internal("insert returned no row".into()))
     }
 
     /// One job.
@@ -142,10 +153,16 @@ pub trait Store: Send + Sync + 'static {
     async fn job_heartbeat(&self, params: JobHeartbeatParams) -> StoreResult<Heartbeat>;
     /// Completes each job whose token is current (→ `succeeded`, result stored). Results are
     /// per item, in input order; a refused item changes nothing.
-    async fn job_complete_many(&self, params: JobCompleteManyParams) -> StoreResult<Vec<StoreResult<()>>>;
+    async fn job_complete_many(
+        &self,
+        params: JobCompleteManyParams,
+    ) -> StoreResult<Vec<StoreResult<()>>>;
     /// Records each failed attempt whose token is current, in its error history, and moves the
     /// job as `flotilla_core::on_failure` decides. Returns each job's new state, per item.
-    async fn job_fail_many(&self, params: JobFailManyParams) -> StoreResult<Vec<StoreResult<JobState>>>;
+    async fn job_fail_many(
+        &self,
+        params: JobFailManyParams,
+    ) -> StoreResult<Vec<StoreResult<JobState>>>;
 
     // ----- dead letters -----
 
@@ -170,7 +187,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Creates or replaces a schedule. A new schedule counts its ticks from `now`; an
     /// existing one keeps its last fired tick.
-    async fn cron_upsert(&self, schedule: CronSchedule, now: flotilla_core::Timestamp) -> StoreResult<()>;
+    async fn cron_upsert(
+        &self,
+        schedule: CronSchedule,
+        now: flotilla_core::Timestamp,
+    ) -> StoreResult<()>;
     /// Every schedule with its last fired tick, by name.
     async fn cron_list(&self) -> StoreResult<Vec<CronEntry>>;
     /// Deletes a schedule.

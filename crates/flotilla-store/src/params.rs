@@ -201,10 +201,10 @@ pub struct ReapReport {
 }
 
 /// See [`crate::Store::queue_stats`].
-#[derive(Debug, Clone, Copy)]
-pub struct QueueStatsParams<'a> {
+#[derive(Debug, Clone)]
+pub struct QueueStatsParams {
     /// One queue, or all.
-    pub queue: Option<&'a str>,
+    pub queue: Option<String>,
     /// The caller's time (for ages).
     pub now: Timestamp,
 }

@@ -1,0 +1,253 @@
+//! What lease holders send back: heartbeats, completions and failures. Every statement
+//! matches on `(id, state = running, lease_token)`, so a stale token changes nothing.
+
+use flotilla_core::{
+    AttemptError, Event, FailureOutcome, JobId, JobState, LeaseToken, RetryPolicy, Timestamp,
+    on_failure, transition,
+};
+use flotilla_store::{
+    Heartbeat, ItemResults, JobCompleteManyParams, JobFailManyParams, JobHeartbeatParams,
+    StoreError, StoreResult,
+};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::counts::{Changes, Counter};
+use crate::row::{from_micros, json, micros};
+use crate::sql_err;
+use crate::writer::Writer;
+
+/// The longest error text kept per attempt; longer texts are cut.
+const MAX_ERROR_BYTES: usize = 8 * 1024;
+
+/// See `Store::job_heartbeat`.
+pub(crate) fn heartbeat(w: &mut Writer, p: JobHeartbeatParams) -> StoreResult<Heartbeat> {
+    let held: Option<(String, Option<i64>, bool)> = w
+        .conn
+        .prepare_cached("SELECT queue, lease_ms, cancel_requested FROM jobs WHERE id = ?1 AND state = 2 AND lease_token = ?2")
+        .map_err(sql_err)?
+        .query_row(params![p.job_id.0, p.token.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()
+        .map_err(sql_err)?;
+    let Some((queue, lease_ms, cancel_requested)) = held else {
+        return Err(not_held(&w.conn, p.job_id, p.token));
+    };
+    let lease_ms = match lease_ms {
+        Some(ms) => ms,
+        None => w.queues.get(&queue).map_or(30_000, |q| {
+            i64::try_from(q.lease.as_millis()).unwrap_or(i64::MAX)
+        }),
+    };
+    let expires = micros(p.now).saturating_add(lease_ms.saturating_mul(1000));
+    let progress = p.progress.as_ref().map(json).transpose()?;
+    w.conn
+        .prepare_cached("UPDATE jobs SET lease_expires_at = ?2, progress = coalesce(?3, progress) WHERE id = ?1")
+        .map_err(sql_err)?
+        .execute(params![p.job_id.0, expires, progress])
+        .map_err(sql_err)?;
+    Ok(Heartbeat {
+        expires_at: from_micros(expires),
+        cancel_requested,
+    })
+}
+
+/// See `Store::job_complete_many`.
+pub(crate) fn complete_many(
+    w: &mut Writer,
+    p: JobCompleteManyParams,
+) -> StoreResult<ItemResults<()>> {
+    let now = micros(p.now);
+    let mut changes = Changes::default();
+    let mut results = Vec::with_capacity(p.completions.len());
+    let mut stmt = w
+        .conn
+        .prepare_cached(
+            "UPDATE jobs SET state = 3, result = ?3, finished_at = ?4
+             WHERE id = ?1 AND state = 2 AND lease_token = ?2 RETURNING queue, group_key",
+        )
+        .map_err(sql_err)?;
+    for c in &p.completions {
+        let result = c.result.as_ref().map(json).transpose()?;
+        let done: Option<(String, Option<String>)> = stmt
+            .query_row(params![c.job_id.0, c.token.0, result, now], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+            .map_err(sql_err)?;
+        results.push(match done {
+            Some((queue, group)) => {
+                changes.moved(
+                    &queue,
+                    group.as_deref(),
+                    Some(JobState::Running),
+                    Some(JobState::Succeeded),
+                );
+                changes.count(&queue, Counter::Succeeded, 1);
+                Ok(())
+            }
+            None => Err(not_held(&w.conn, c.job_id, c.token)),
+        });
+    }
+    drop(stmt);
+    changes.flush(&w.conn)?;
+    Ok(results)
+}
+
+/// See `Store::job_fail_many`.
+pub(crate) fn fail_many(
+    w: &mut Writer,
+    p: JobFailManyParams,
+) -> StoreResult<ItemResults<JobState>> {
+    let mut changes = Changes::default();
+    let mut results = Vec::with_capacity(p.failures.len());
+    for f in &p.failures {
+        let held = running_job(&w.conn, f.job_id, Some(f.token))?;
+        results.push(match held {
+            Some(job) => Ok(apply_failure(
+                w,
+                &job,
+                &f.error,
+                f.retryable,
+                p.now,
+                &mut changes,
+            )?),
+            None => Err(not_held(&w.conn, f.job_id, f.token)),
+        });
+    }
+    changes.flush(&w.conn)?;
+    Ok(results)
+}
+
+/// What a failure needs to know of a running job.
+pub(crate) struct RunningJob {
+    pub(crate) id: JobId,
+    pub(crate) queue: String,
+    group: Option<String>,
+    attempt: u32,
+    max_attempts: u32,
+    retry: Option<String>,
+    cancel_requested: bool,
+    worker: Option<String>,
+}
+
+/// The running job `id`, if its lease carries `token` (any lease when `token` is `None`).
+pub(crate) fn running_job(
+    conn: &Connection,
+    id: JobId,
+    token: Option<LeaseToken>,
+) -> StoreResult<Option<RunningJob>> {
+    conn.prepare_cached(
+        "SELECT queue, group_key, attempt, max_attempts, retry, cancel_requested, lease_worker
+         FROM jobs WHERE id = ?1 AND state = 2 AND (?2 IS NULL OR lease_token = ?2)",
+    )
+    .map_err(sql_err)?
+    .query_row(params![id.0, token.map(|t| t.0)], |r| {
+        Ok(RunningJob {
+            id,
+            queue: r.get(0)?,
+            group: r.get(1)?,
+            attempt: r.get(2)?,
+            max_attempts: r.get(3)?,
+            retry: r.get(4)?,
+            cancel_requested: r.get(5)?,
+            worker: r.get(6)?,
+        })
+    })
+    .optional()
+    .map_err(sql_err)
+}
+
+/// Records a failed attempt of a running job and moves it as [`on_failure`] decides.
+pub(crate) fn apply_failure(
+    w: &Writer,
+    job: &RunningJob,
+    error: &str,
+    retryable: bool,
+    now: Timestamp,
+    changes: &mut Changes,
+) -> StoreResult<JobState> {
+    let policy: RetryPolicy = match &job.retry {
+        Some(text) => serde_json::from_str(text)
+            .map_err(|e| StoreError::Internal(format!("job {}: retry: {e}", job.id)))?,
+        None => w
+            .queues
+            .get(&job.queue)
+            .map(|q| q.retry.clone())
+            .unwrap_or_default(),
+    };
+    let outcome = on_failure(
+        job.attempt,
+        job.max_attempts,
+        &policy,
+        retryable,
+        job.cancel_requested,
+        now,
+        rand::random(),
+    );
+    let (event, run_at, counter) = match outcome {
+        FailureOutcome::Retry { run_at } => (Event::Retry, Some(run_at), Counter::Retried),
+        FailureOutcome::Dead => (Event::Discard, None, Counter::Dead),
+        FailureOutcome::Cancelled => (Event::AcknowledgeCancel, None, Counter::Cancelled),
+    };
+    let mut to = transition(JobState::Running, event)?;
+    if run_at.is_some_and(|t| t <= now) {
+        to = transition(to, Event::Promote)?;
+    }
+    let entry = AttemptError {
+        attempt: job.attempt,
+        at: now,
+        error: truncate(error, MAX_ERROR_BYTES).to_owned(),
+        worker_id: job.worker.clone(),
+    };
+    let finished = to.is_terminal().then(|| micros(now));
+    w.conn
+        .prepare_cached(
+            "UPDATE jobs SET state = ?2, run_at = coalesce(?3, run_at), finished_at = ?4,
+                    errors = json_insert(coalesce(errors, '[]'), '$[#]', json(?5))
+             WHERE id = ?1",
+        )
+        .map_err(sql_err)?
+        .execute(params![
+            job.id.0,
+            to.as_i64(),
+            run_at.map(micros),
+            finished,
+            json(&entry)?
+        ])
+        .map_err(sql_err)?;
+    changes.moved(
+        &job.queue,
+        job.group.as_deref(),
+        Some(JobState::Running),
+        Some(to),
+    );
+    changes.count(&job.queue, Counter::Failed, 1);
+    changes.count(&job.queue, counter, 1);
+    Ok(to)
+}
+
+/// Why `(id, token)` does not hold a lease: no such job, or another lease / state.
+pub(crate) fn not_held(conn: &Connection, id: JobId, token: LeaseToken) -> StoreError {
+    let state: Result<Option<i64>, _> = conn
+        .prepare_cached("SELECT state FROM jobs WHERE id = ?1")
+        .and_then(|mut s| s.query_row([id.0], |r| r.get(0)).optional());
+    match state {
+        Ok(None) => StoreError::JobNotFound(id),
+        Ok(Some(n)) => StoreError::LeaseMismatch {
+            job_id: id,
+            token,
+            state: JobState::from_i64(n).unwrap_or(JobState::Running),
+        },
+        Err(e) => sql_err(e),
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
