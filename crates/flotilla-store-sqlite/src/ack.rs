@@ -9,6 +9,8 @@ use flotilla_store::{
     Heartbeat, ItemResults, JobCompleteManyParams, JobFailManyParams, JobHeartbeatParams,
     StoreError, StoreResult,
 };
+use std::collections::HashMap;
+
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::counts::{Changes, Counter};
@@ -50,30 +52,45 @@ pub(crate) fn heartbeat(w: &mut Writer, p: JobHeartbeatParams) -> StoreResult<He
     })
 }
 
-/// See `Store::job_complete_many`.
+/// See `Store::job_complete_many`. One statement completes the whole batch: the items go
+/// in as a JSON array joined on the primary key (`+state` keeps SQLite from scanning the
+/// running jobs instead).
 pub(crate) fn complete_many(
     w: &mut Writer,
     p: JobCompleteManyParams,
 ) -> StoreResult<ItemResults<()>> {
-    let now = micros(p.now);
-    let mut changes = Changes::default();
-    let mut results = Vec::with_capacity(p.completions.len());
-    let mut stmt = w
-        .conn
-        .prepare_cached(
-            "UPDATE jobs SET state = 3, result = ?3, finished_at = ?4
-             WHERE id = ?1 AND state = 2 AND lease_token = ?2 RETURNING queue, group_key",
-        )
-        .map_err(sql_err)?;
-    for c in &p.completions {
-        let result = c.result.as_ref().map(json).transpose()?;
-        let done: Option<(String, Option<String>)> = stmt
-            .query_row(params![c.job_id.0, c.token.0, result, now], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()
+    let items: Vec<(i64, i64, Option<&serde_json::Value>)> = p
+        .completions
+        .iter()
+        .map(|c| (c.job_id.0, c.token.0, c.result.as_ref()))
+        .collect();
+    let mut done: HashMap<i64, (String, Option<String>)> = HashMap::with_capacity(items.len());
+    {
+        let mut stmt = w
+            .conn
+            .prepare_cached(
+                "UPDATE jobs SET state = 3, finished_at = ?2,
+                        result = CASE WHEN c.value ->> '$[2]' IS NULL THEN NULL ELSE c.value -> '$[2]' END
+                 FROM json_each(?1) AS c
+                 WHERE jobs.id = c.value ->> '$[0]' AND +jobs.state = 2 AND jobs.lease_token = c.value ->> '$[1]'
+                 RETURNING jobs.id, jobs.queue, jobs.group_key",
+            )
             .map_err(sql_err)?;
-        results.push(match done {
+        let rows = stmt
+            .query_map(params![json(&items)?, micros(p.now)], |r| {
+                Ok((r.get(0)?, (r.get(1)?, r.get(2)?)))
+            })
+            .map_err(sql_err)?;
+        for row in rows {
+            let (id, place) = row.map_err(sql_err)?;
+            done.insert(id, place);
+        }
+    }
+    let mut changes = Changes::default();
+    let results = p
+        .completions
+        .iter()
+        .map(|c| match done.remove(&c.job_id.0) {
             Some((queue, group)) => {
                 changes.moved(
                     &queue,
@@ -85,9 +102,8 @@ pub(crate) fn complete_many(
                 Ok(())
             }
             None => Err(not_held(&w.conn, c.job_id, c.token)),
-        });
-    }
-    drop(stmt);
+        })
+        .collect();
     changes.flush(&w.conn)?;
     Ok(results)
 }

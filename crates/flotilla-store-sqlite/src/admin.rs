@@ -205,8 +205,8 @@ fn dead_jobs(w: &Writer, p: &DeadParams) -> StoreResult<Vec<(i64, String, Option
     let mut stmt = w
         .conn
         .prepare_cached(
-            "SELECT id, queue, group_key FROM jobs INDEXED BY jobs_dead
-             WHERE queue = ?1 AND state = 5 ORDER BY finished_at LIMIT ?2",
+            "SELECT id, queue, group_key FROM jobs INDEXED BY jobs_finished
+             WHERE queue = ?1 AND state = 5 AND finished_at IS NOT NULL ORDER BY finished_at LIMIT ?2",
         )
         .map_err(sql_err)?;
     for queue in queues {

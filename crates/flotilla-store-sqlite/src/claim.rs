@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use flotilla_core::{Job, JobState, QueueConfig, Timestamp};
+use flotilla_core::{Event, Job, JobState, Lease, LeaseToken, QueueConfig, Timestamp, transition};
 use flotilla_store::{JobClaimParams, StoreResult};
 use rusqlite::{Connection, params};
 
@@ -58,7 +58,7 @@ pub(crate) fn claim(w: &mut Writer, p: JobClaimParams) -> StoreResult<Vec<Job>> 
         if allowed == 0 {
             continue;
         }
-        let ids = if config.claims_by_group() {
+        let picked = if config.claims_by_group() {
             pick_by_group(w, &config, allowed)?
         } else {
             pick_in_order(&w.conn, queue, allowed)?
@@ -67,14 +67,14 @@ pub(crate) fn claim(w: &mut Writer, p: JobClaimParams) -> StoreResult<Vec<Job>> 
             && let Some(bucket) = w.buckets.get_mut(queue)
         {
             let _ = bucket.refill(rate, p.now);
-            bucket.tokens -= ids.len() as f64;
+            bucket.tokens -= picked.len() as f64;
         }
         lease(
             w,
             &config,
-            &ids,
+            picked,
             &p.worker_id,
-            now,
+            p.now,
             &mut changes,
             &mut claimed,
         )?;
@@ -111,24 +111,39 @@ fn allowance(
     Ok(allowed)
 }
 
-fn pick_in_order(conn: &Connection, queue: &str, n: usize) -> StoreResult<Vec<i64>> {
+/// An available job picked for a claim, with its stored group key.
+struct Picked {
+    job: Job,
+    group: Option<String>,
+}
+
+fn picked(r: &rusqlite::Row<'_>) -> rusqlite::Result<Picked> {
+    Ok(Picked {
+        job: job_from_row(r)?,
+        group: r.get(25)?,
+    })
+}
+
+/// The queue's first `n` available jobs in claim order, read by the same index scan that
+/// finds them.
+fn pick_in_order(conn: &Connection, queue: &str, n: usize) -> StoreResult<Vec<Picked>> {
     let mut stmt = conn
-        .prepare_cached(
-            "SELECT id FROM jobs INDEXED BY jobs_available WHERE state = 1 AND queue = ?1
-             ORDER BY priority, run_at, id LIMIT ?2",
-        )
+        .prepare_cached(&format!(
+            "SELECT {JOB_COLUMNS}, group_key FROM jobs INDEXED BY jobs_available WHERE state = 1 AND queue = ?1
+             ORDER BY priority, run_at, id LIMIT ?2"
+        ))
         .map_err(sql_err)?;
-    let ids = stmt
-        .query_map(params![queue, n as i64], |r| r.get(0))
+    let jobs = stmt
+        .query_map(params![queue, n as i64], picked)
         .map_err(sql_err)?
-        .collect::<Result<Vec<i64>, _>>()
+        .collect::<Result<Vec<_>, _>>()
         .map_err(sql_err)?;
-    Ok(ids)
+    Ok(jobs)
 }
 
 /// Round-robin across the queue's groups, least recently served first, each group giving
 /// its jobs in claim order and no more than its free group slots.
-fn pick_by_group(w: &mut Writer, config: &QueueConfig, n: usize) -> StoreResult<Vec<i64>> {
+fn pick_by_group(w: &mut Writer, config: &QueueConfig, n: usize) -> StoreResult<Vec<Picked>> {
     let group_limit = config.group_concurrency.map(i64::from);
     let groups: Vec<(String, i64)> = w
         .conn
@@ -147,17 +162,17 @@ fn pick_by_group(w: &mut Writer, config: &QueueConfig, n: usize) -> StoreResult<
         .collect::<Result<_, _>>()
         .map_err(sql_err)?;
     let order = round_robin(&groups.iter().map(|g| g.1).collect::<Vec<_>>(), n);
-    let mut per_group: Vec<std::vec::IntoIter<i64>> = Vec::with_capacity(groups.len());
+    let mut per_group: Vec<std::vec::IntoIter<Picked>> = Vec::with_capacity(groups.len());
     for (i, (group, _)) in groups.iter().enumerate() {
         let share = order.iter().filter(|&&g| g == i).count();
         per_group.push(pick_group(&w.conn, &config.name, group, share)?.into_iter());
     }
     let base = w.take_tokens(order.len());
     let mut served: HashMap<usize, i64> = HashMap::new();
-    let mut ids = Vec::with_capacity(order.len());
+    let mut jobs = Vec::with_capacity(order.len());
     for (position, &g) in order.iter().enumerate() {
-        if let Some(id) = per_group[g].next() {
-            ids.push(id);
+        if let Some(job) = per_group[g].next() {
+            jobs.push(job);
             served.insert(g, base + position as i64);
         }
     }
@@ -169,7 +184,7 @@ fn pick_by_group(w: &mut Writer, config: &QueueConfig, n: usize) -> StoreResult<
         mark.execute(params![config.name, groups[g].0, seq])
             .map_err(sql_err)?;
     }
-    Ok(ids)
+    Ok(jobs)
 }
 
 /// The order in which groups with `free` slots each are served for `n` jobs: one job per
@@ -192,56 +207,66 @@ fn round_robin(free: &[i64], n: usize) -> Vec<usize> {
     order
 }
 
-fn pick_group(conn: &Connection, queue: &str, group: &str, n: usize) -> StoreResult<Vec<i64>> {
+fn pick_group(conn: &Connection, queue: &str, group: &str, n: usize) -> StoreResult<Vec<Picked>> {
     if n == 0 {
         return Ok(Vec::new());
     }
     let mut stmt = conn
-        .prepare_cached(
-            "SELECT id FROM jobs INDEXED BY jobs_available_group
+        .prepare_cached(&format!(
+            "SELECT {JOB_COLUMNS}, group_key FROM jobs INDEXED BY jobs_available_group
              WHERE state = 1 AND queue = ?1 AND group_key = ?2
-             ORDER BY priority, run_at, id LIMIT ?3",
-        )
+             ORDER BY priority, run_at, id LIMIT ?3"
+        ))
         .map_err(sql_err)?;
-    let ids = stmt
-        .query_map(params![queue, group, n as i64], |r| r.get(0))
+    let jobs = stmt
+        .query_map(params![queue, group, n as i64], picked)
         .map_err(sql_err)?
-        .collect::<Result<Vec<i64>, _>>()
+        .collect::<Result<Vec<_>, _>>()
         .map_err(sql_err)?;
-    Ok(ids)
+    Ok(jobs)
 }
 
 /// Moves the picked jobs to running under fresh leases, appending them to `out`.
 fn lease(
     w: &mut Writer,
     config: &QueueConfig,
-    ids: &[i64],
+    picked: Vec<Picked>,
     worker: &str,
-    now: i64,
+    now: Timestamp,
     changes: &mut Changes,
     out: &mut Vec<Job>,
 ) -> StoreResult<()> {
-    let first_token = w.take_tokens(ids.len());
-    let lease_ms = i64::try_from(config.lease.as_millis()).unwrap_or(i64::MAX);
+    let first_token = w.take_tokens(picked.len());
     let mut stmt = w
         .conn
-        .prepare_cached(&format!(
+        .prepare_cached(
             "UPDATE jobs SET state = 2, attempt = attempt + 1, lease_token = ?2, lease_worker = ?3,
-                    lease_expires_at = ?4 + coalesce(lease_ms, ?5) * 1000, attempted_at = ?4, progress = NULL
-             WHERE id = ?1 AND state = 1
-             RETURNING {JOB_COLUMNS}, group_key"
-        ))
+                    lease_expires_at = ?4, attempted_at = ?5, progress = NULL
+             WHERE id = ?1",
+        )
         .map_err(sql_err)?;
-    for (i, id) in ids.iter().enumerate() {
-        let token = first_token + i as i64;
-        let mut rows = stmt
-            .query(params![id, token, worker, now, lease_ms])
-            .map_err(sql_err)?;
-        let Some(row) = rows.next().map_err(sql_err)? else {
-            continue;
-        };
-        let job = job_from_row(row).map_err(sql_err)?;
-        let group: Option<String> = row.get(25).map_err(sql_err)?;
+    for (i, Picked { mut job, group }) in picked.into_iter().enumerate() {
+        let token = LeaseToken(first_token + i as i64);
+        let lease = chrono::Duration::from_std(job.lease_duration(config.lease))
+            .unwrap_or(chrono::Duration::MAX);
+        let expires_at = now.checked_add_signed(lease).unwrap_or(now);
+        stmt.execute(params![
+            job.id.0,
+            token.0,
+            worker,
+            micros(expires_at),
+            micros(now)
+        ])
+        .map_err(sql_err)?;
+        job.state = transition(job.state, Event::Claim)?;
+        job.attempt += 1;
+        job.attempted_at = Some(now);
+        job.progress = None;
+        job.lease = Some(Lease {
+            token,
+            worker_id: worker.to_owned(),
+            expires_at,
+        });
         changes.moved(
             &job.queue,
             group.as_deref(),

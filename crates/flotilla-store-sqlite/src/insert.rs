@@ -134,7 +134,8 @@ fn live_with_key(
     key: &str,
 ) -> StoreResult<Option<InsertedJob>> {
     conn.prepare_cached(
-        "SELECT id, state FROM jobs WHERE queue = ?1 AND unique_key = ?2 AND state IN (0, 1, 2)",
+        "SELECT id, state FROM jobs INDEXED BY jobs_unique_key
+         WHERE queue = ?1 AND unique_key = ?2 AND unique_key IS NOT NULL AND state IN (0, 1, 2)",
     )
     .map_err(sql_err)?
     .query_row(params![queue, key], |r| {

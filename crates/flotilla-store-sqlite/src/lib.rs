@@ -19,7 +19,7 @@
 //! - Every write runs on the writer thread; per-queue counts change in the same savepoint
 //!   as the rows they count.
 //! - The hot path is index-backed: claims read `jobs_available`, promotions
-//!   `jobs_scheduled`, reaping `jobs_running`, pruning `jobs_succeeded` / `_cancelled` / `_dead`, so their cost does
+//!   `jobs_scheduled`, reaping `jobs_running`, pruning and dead letters `jobs_finished`, so their cost does
 //!   not grow with the number of jobs.
 
 mod ack;

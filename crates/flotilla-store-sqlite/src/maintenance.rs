@@ -124,17 +124,15 @@ pub(crate) fn prune(w: &mut Writer, p: MaintenanceParams) -> StoreResult<u64> {
             }
             let keep = chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX);
             let cutoff = p.now.checked_sub_signed(keep).map_or(i64::MIN, micros);
-            // The state is written into the statement so that its partial index applies.
             let n = w
                 .conn
-                .prepare_cached(&format!(
+                .prepare_cached(
                     "DELETE FROM jobs WHERE id IN (
-                        SELECT id FROM jobs INDEXED BY jobs_{state}
-                        WHERE queue = ?1 AND state = {} AND finished_at < ?2 LIMIT ?3)",
-                    state.as_i64()
-                ))
+                        SELECT id FROM jobs INDEXED BY jobs_finished
+                        WHERE queue = ?1 AND state = ?2 AND finished_at < ?3 LIMIT ?4)",
+                )
                 .map_err(sql_err)?
-                .execute(params![q.name, cutoff, left as i64])
+                .execute(params![q.name, state.as_i64(), cutoff, left as i64])
                 .map_err(sql_err)?;
             changes.deleted(&q.name, state, n as i64);
             pruned += n as u64;

@@ -39,7 +39,11 @@ pub(crate) fn lock_file(path: &Path) -> StoreResult<File> {
 
 /// The write connection: WAL, fsync at every commit, migrations applied.
 pub(crate) fn open_writer(path: &Path) -> StoreResult<Connection> {
-    let mut conn = Connection::open(path).map_err(sql_err)?;
+    // Owned by the writer thread alone, so SQLite's own mutexes are not needed.
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+        | rusqlite::OpenFlags::SQLITE_OPEN_CREATE
+        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut conn = Connection::open_with_flags(path, flags).map_err(sql_err)?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;

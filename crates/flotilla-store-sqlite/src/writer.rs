@@ -36,6 +36,10 @@ pub(crate) struct Writer {
     pub(crate) buckets: HashMap<String, crate::claim::Bucket>,
     pub(crate) next_token: i64,
     token_at_begin: i64,
+    /// The batch has one call, which then needs no savepoint: the transaction is its own.
+    alone: bool,
+    /// The lone call failed: roll the transaction back instead of committing.
+    alone_failed: bool,
 }
 
 /// The handle through which calls reach the writer thread.
@@ -53,6 +57,8 @@ impl WriterHandle {
             buckets: HashMap::new(),
             next_token: 0,
             token_at_begin: 0,
+            alone: false,
+            alone_failed: false,
         };
         writer.reload()?;
         let (tx, rx) = mpsc::channel::<Op>();
@@ -117,8 +123,16 @@ impl Writer {
             return;
         }
         self.token_at_begin = self.next_token;
+        self.alone = ops.len() == 1;
+        self.alone_failed = false;
         let replies: Vec<Reply> = ops.into_iter().map(|op| op(Some(self))).collect();
-        let commit = self.commit();
+        let commit = if self.alone_failed {
+            self.conn
+                .execute_batch("ROLLBACK")
+                .map_err(|e| e.to_string())
+        } else {
+            self.commit()
+        };
         if let Err(e) = &commit {
             tracing::error!(error = %e, "sqlite: commit failed; the batch is rolled back");
             let _ = self.conn.execute_batch("ROLLBACK");
@@ -145,6 +159,11 @@ impl Writer {
 
     /// Runs `f` inside a savepoint, rolled back if `f` fails.
     fn in_savepoint<T>(&mut self, f: impl FnOnce(&mut Writer) -> StoreResult<T>) -> StoreResult<T> {
+        if self.alone {
+            let result = f(self);
+            self.alone_failed = result.is_err();
+            return result;
+        }
         self.conn.execute_batch("SAVEPOINT op").map_err(sql_err)?;
         let result = f(self);
         let end = if result.is_ok() {
