@@ -5,6 +5,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+#[cfg(test)]
+use crate::Clock;
 use crate::{Error, JobState, RetryPolicy, Timestamp};
 
 /// The default limit on a job's serialized payload: 256 KiB.
@@ -58,6 +60,33 @@ pub struct Lease {
     pub worker_id: String,
     /// When it lapses unless extended by a heartbeat.
     pub expires_at: Timestamp,
+}
+
+/// When a lease taken or extended at `now` lapses: `now + lease`, but never after the
+/// attempt's deadline `started + timeout`. So the server enforces a job's timeout too: a
+/// worker that keeps heartbeating past it still loses the lease at the deadline.
+pub fn lease_expiry(
+    now: Timestamp,
+    lease: Duration,
+    started: Timestamp,
+    timeout: Option<Duration>,
+) -> Timestamp {
+    let after = |t: Timestamp, d: Duration| {
+        t.checked_add_signed(chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX))
+    };
+    let by_lease = after(now, lease).unwrap_or(now);
+    match timeout.and_then(|t| after(started, t)) {
+        Some(deadline) => by_lease.min(deadline),
+        None => by_lease,
+    }
+}
+
+/// The error recorded when an attempt outlives its timeout.
+pub fn timeout_error(timeout: Duration) -> String {
+    format!(
+        "timed out: ran longer than {}",
+        humantime_serde::re::humantime::format_duration(timeout)
+    )
 }
 
 /// One failed attempt in a job's error history.
@@ -395,6 +424,26 @@ mod tests {
         assert_eq!(
             code(ok.clone().lease(Duration::ZERO)),
             ErrorCode::InvalidArgument
+        );
+    }
+
+    #[test]
+    fn lease_expiry_never_passes_the_timeout_deadline() {
+        let t0 = crate::ManualClock::at_epoch().now();
+        let at = |s: i64| t0 + chrono::Duration::seconds(s);
+        let lease = Duration::from_secs(30);
+        assert_eq!(lease_expiry(at(0), lease, at(0), None), at(30));
+        assert_eq!(
+            lease_expiry(at(0), lease, at(0), Some(Duration::from_secs(10))),
+            at(10)
+        );
+        assert_eq!(
+            lease_expiry(at(50), lease, at(0), Some(Duration::from_secs(60))),
+            at(60)
+        );
+        assert_eq!(
+            timeout_error(Duration::from_secs(90)),
+            "timed out: ran longer than 1m 30s"
         );
     }
 

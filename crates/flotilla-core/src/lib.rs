@@ -29,7 +29,7 @@ pub use cron::{CronDecision, CronSchedule, CronSpec, cron_decision};
 pub use error::{Error, ErrorCode};
 pub use job::{
     AttemptError, DEFAULT_MAX_PAYLOAD_BYTES, Job, JobId, Lease, LeaseToken, MAX_PRIORITY, NewJob,
-    check_payload_size, validate_kind, validate_queue_name,
+    check_payload_size, lease_expiry, timeout_error, validate_kind, validate_queue_name,
 };
 pub use queue::{QueueConfig, Retention};
 pub use retry::{FailureOutcome, RetryPolicy, on_failure};

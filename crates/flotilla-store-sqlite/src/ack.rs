@@ -1,9 +1,11 @@
 //! What lease holders send back: heartbeats, completions and failures. Every statement
 //! matches on `(id, state = running, lease_token)`, so a stale token changes nothing.
 
+use std::time::Duration;
+
 use flotilla_core::{
-    AttemptError, Event, FailureOutcome, JobId, JobState, LeaseToken, RetryPolicy, Timestamp,
-    on_failure, transition,
+    AttemptError, Event, FailureOutcome, JobId, JobState, LeaseToken, QueueConfig, RetryPolicy,
+    Timestamp, lease_expiry, on_failure, transition,
 };
 use flotilla_store::{
     Heartbeat, ItemResults, JobCompleteManyParams, JobFailManyParams, JobHeartbeatParams,
@@ -23,33 +25,28 @@ const MAX_ERROR_BYTES: usize = 8 * 1024;
 
 /// See `Store::job_heartbeat`.
 pub(crate) fn heartbeat(w: &mut Writer, p: JobHeartbeatParams) -> StoreResult<Heartbeat> {
-    let held: Option<(String, Option<i64>, bool)> = w
-        .conn
-        .prepare_cached("SELECT queue, lease_ms, cancel_requested FROM jobs WHERE id = ?1 AND state = 2 AND lease_token = ?2")
-        .map_err(sql_err)?
-        .query_row(params![p.job_id.0, p.token.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .optional()
-        .map_err(sql_err)?;
-    let Some((queue, lease_ms, cancel_requested)) = held else {
+    let Some(job) = running_job(&w.conn, p.job_id, Some(p.token))? else {
         return Err(not_held(&w.conn, p.job_id, p.token));
     };
-    let lease_ms = match lease_ms {
-        Some(ms) => ms,
-        None => w.queues.get(&queue).map_or(30_000, |q| {
-            i64::try_from(q.lease.as_millis()).unwrap_or(i64::MAX)
-        }),
-    };
-    let expires = micros(p.now).saturating_add(lease_ms.saturating_mul(1000));
+    let queue = w.queues.get(&job.queue);
+    let lease = job
+        .lease_ms
+        .map_or_else(|| queue.map_or(QueueConfig::DEFAULT_LEASE, |q| q.lease), ms);
+    let expires = lease_expiry(p.now, lease, job.started(p.now), job.timeout(queue));
     let progress = p.progress.as_ref().map(json).transpose()?;
     w.conn
         .prepare_cached("UPDATE jobs SET lease_expires_at = ?2, progress = coalesce(?3, progress) WHERE id = ?1")
         .map_err(sql_err)?
-        .execute(params![p.job_id.0, expires, progress])
+        .execute(params![p.job_id.0, micros(expires), progress])
         .map_err(sql_err)?;
     Ok(Heartbeat {
-        expires_at: from_micros(expires),
-        cancel_requested,
+        expires_at: expires,
+        cancel_requested: job.cancel_requested,
     })
+}
+
+fn ms(n: i64) -> Duration {
+    Duration::from_millis(u64::try_from(n).unwrap_or(0))
 }
 
 /// See `Store::job_complete_many`. One statement completes the whole batch: the items go
@@ -143,6 +140,23 @@ pub(crate) struct RunningJob {
     retry: Option<String>,
     cancel_requested: bool,
     worker: Option<String>,
+    lease_ms: Option<i64>,
+    timeout_ms: Option<i64>,
+    attempted_at: Option<i64>,
+}
+
+impl RunningJob {
+    /// When the current attempt started.
+    pub(crate) fn started(&self, fallback: Timestamp) -> Timestamp {
+        self.attempted_at.map_or(fallback, from_micros)
+    }
+
+    /// The attempt's timeout: the job's own, else its queue's.
+    pub(crate) fn timeout(&self, queue: Option<&QueueConfig>) -> Option<Duration> {
+        self.timeout_ms
+            .map(ms)
+            .or_else(|| queue.and_then(|q| q.timeout))
+    }
 }
 
 /// The running job `id`, if its lease carries `token` (any lease when `token` is `None`).
@@ -152,7 +166,8 @@ pub(crate) fn running_job(
     token: Option<LeaseToken>,
 ) -> StoreResult<Option<RunningJob>> {
     conn.prepare_cached(
-        "SELECT queue, group_key, attempt, max_attempts, retry, cancel_requested, lease_worker
+        "SELECT queue, group_key, attempt, max_attempts, retry, cancel_requested, lease_worker,
+                lease_ms, timeout_ms, attempted_at
          FROM jobs WHERE id = ?1 AND state = 2 AND (?2 IS NULL OR lease_token = ?2)",
     )
     .map_err(sql_err)?
@@ -166,6 +181,9 @@ pub(crate) fn running_job(
             retry: r.get(4)?,
             cancel_requested: r.get(5)?,
             worker: r.get(6)?,
+            lease_ms: r.get(7)?,
+            timeout_ms: r.get(8)?,
+            attempted_at: r.get(9)?,
         })
     })
     .optional()

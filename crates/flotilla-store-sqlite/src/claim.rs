@@ -5,7 +5,11 @@
 
 use std::collections::HashMap;
 
-use flotilla_core::{Event, Job, JobState, Lease, LeaseToken, QueueConfig, Timestamp, transition};
+use std::time::Duration;
+
+use flotilla_core::{
+    Event, Job, JobState, Lease, LeaseToken, QueueConfig, Timestamp, lease_expiry, transition,
+};
 use flotilla_store::{JobClaimParams, StoreResult};
 use rusqlite::{Connection, params};
 
@@ -247,9 +251,8 @@ fn lease(
         .map_err(sql_err)?;
     for (i, Picked { mut job, group }) in picked.into_iter().enumerate() {
         let token = LeaseToken(first_token + i as i64);
-        let lease = chrono::Duration::from_std(job.lease_duration(config.lease))
-            .unwrap_or(chrono::Duration::MAX);
-        let expires_at = now.checked_add_signed(lease).unwrap_or(now);
+        let timeout = job.timeout_ms.map(Duration::from_millis).or(config.timeout);
+        let expires_at = lease_expiry(now, job.lease_duration(config.lease), now, timeout);
         stmt.execute(params![
             job.id.0,
             token.0,

@@ -2,9 +2,7 @@
 //! transaction, with a unique key per tick, so a tick fires exactly once however many
 //! schedulers call at once.
 
-use flotilla_core::{
-    CronDecision, CronSchedule, DEFAULT_MAX_PAYLOAD_BYTES, NewJob, Timestamp, cron_decision,
-};
+use flotilla_core::{CronDecision, CronSchedule, NewJob, Timestamp, cron_decision};
 use flotilla_store::{CronReport, JobInsertManyParams, MaintenanceParams, StoreError, StoreResult};
 use rusqlite::params;
 
@@ -41,7 +39,15 @@ pub(crate) fn delete(w: &mut Writer, name: &str) -> StoreResult<()> {
 pub(crate) fn fire_due(w: &mut Writer, p: MaintenanceParams) -> StoreResult<CronReport> {
     let entries = crate::read::cron_list(&w.conn)?;
     let mut report = CronReport::default();
+    let limit = if p.limit == 0 {
+        usize::MAX
+    } else {
+        p.limit as usize
+    };
     for entry in entries {
+        if report.fired.len() >= limit {
+            break;
+        }
         let s = &entry.schedule;
         let tick = match cron_decision(&s.spec, entry.last_fired_at, p.now, s.backfill) {
             CronDecision::Wait => continue,
@@ -58,7 +64,8 @@ pub(crate) fn fire_due(w: &mut Writer, p: MaintenanceParams) -> StoreResult<Cron
                         jobs: vec![job],
                         now: p.now,
                     },
-                    DEFAULT_MAX_PAYLOAD_BYTES,
+                    // The payload was checked against the store's limit at upsert.
+                    usize::MAX,
                 )?;
                 let inserted = crate::insert::insert_many(w, prepared)?;
                 if let Some(job) = inserted.first().filter(|j| !j.duplicate) {

@@ -259,6 +259,9 @@ impl Store for SqliteStore {
 
     async fn cron_upsert(&self, schedule: CronSchedule, now: Timestamp) -> StoreResult<()> {
         schedule.validate()?;
+        let payload = serde_json::to_vec(&schedule.payload)
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        flotilla_core::check_payload_size(payload.len(), self.max_payload_bytes)?;
         self.writer
             .call(move |w| cron::upsert(w, schedule, now))
             .await

@@ -2,7 +2,7 @@
 //! leases, prune finished jobs past retention. Each walks an index in order and stops at
 //! its limit, so one tick costs the same however many jobs wait.
 
-use flotilla_core::{JobId, JobState};
+use flotilla_core::{JobId, JobState, timeout_error};
 use flotilla_store::{MaintenanceParams, PromoteReport, ReapReport, StoreResult};
 use rusqlite::{Connection, params};
 
@@ -90,7 +90,19 @@ pub(crate) fn reap_expired(w: &mut Writer, p: MaintenanceParams) -> StoreResult<
         let Some(job) = running_job(&w.conn, JobId(id), None)? else {
             continue;
         };
-        let to = apply_failure(w, &job, LEASE_EXPIRED, true, p.now, &mut changes)?;
+        // Past its deadline the attempt timed out; otherwise its worker stopped heartbeating.
+        let timeout = job.timeout(w.queues.get(&job.queue));
+        let error = match timeout {
+            Some(t)
+                if (p.now - job.started(p.now))
+                    .to_std()
+                    .is_ok_and(|ran| ran >= t) =>
+            {
+                timeout_error(t)
+            }
+            _ => LEASE_EXPIRED.to_owned(),
+        };
+        let to = apply_failure(w, &job, &error, true, p.now, &mut changes)?;
         changes.count(&job.queue, Counter::LeaseExpired, 1);
         match to {
             JobState::Dead => report.dead += 1,

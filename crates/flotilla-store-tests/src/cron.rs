@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use flotilla_core::{Clock, CronSchedule, CronSpec, ErrorCode, JobState, Timestamp};
-use flotilla_store::{CronReport, StoreError};
+use flotilla_store::{CronReport, MaintenanceParams, StoreError};
 use serde_json::json;
 
 use crate::Harness;
@@ -213,4 +213,25 @@ pub async fn upsert_list_and_delete(h: Harness) {
         "{err:?}"
     );
     assert_eq!(err.code(), ErrorCode::CronNotFound);
+}
+
+/// `limit` bounds how many ticks one call fires; the rest fire on the next call.
+pub async fn fire_due_respects_its_limit(h: Harness) {
+    queue(&h, "q").await;
+    let t0 = h.clock.now();
+    for name in ["a", "b", "c"] {
+        h.store
+            .cron_upsert(schedule(name, "* * * * *"), t0)
+            .await
+            .unwrap();
+    }
+    h.clock.advance(secs(61));
+    let params = MaintenanceParams {
+        now: h.clock.now(),
+        limit: 2,
+    };
+    assert_eq!(h.store.cron_fire_due(params).await.unwrap().fired.len(), 2);
+    assert_eq!(h.store.cron_fire_due(params).await.unwrap().fired.len(), 1);
+    assert_eq!(h.store.cron_fire_due(params).await.unwrap().fired.len(), 0);
+    assert_eq!(jobs_in(&h, "q").await.len(), 3);
 }

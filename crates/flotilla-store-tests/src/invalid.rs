@@ -253,6 +253,13 @@ pub async fn invalid_cron_schedules(h: Harness) {
         ),
         (
             CronSchedule {
+                payload: json!({ "blob": "x".repeat(300 * 1024) }),
+                ..base()
+            },
+            ErrorCode::PayloadTooLarge,
+        ),
+        (
+            CronSchedule {
                 queue: "bad name".into(),
                 ..base()
             },

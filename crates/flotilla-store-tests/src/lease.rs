@@ -355,3 +355,60 @@ pub async fn complete_many_answers_per_item(h: Harness) {
         (JobState::Running, None)
     );
 }
+
+/// A job's timeout bounds its lease: the claim and every heartbeat stop at the attempt's
+/// deadline, and the reaper then records a timed-out attempt (the job's own timeout wins
+/// over the queue's).
+pub async fn timeout_caps_the_lease_and_reaps_as_timed_out(h: Harness) {
+    let config = QueueConfig {
+        timeout: Some(secs(10)),
+        retry: limited(3, secs(1)),
+        ..QueueConfig::new("q")
+    };
+    queue_with(&h, config).await;
+    let queue_timeout = insert(&h, job("q", "work")).await;
+    let own_timeout = insert(&h, job("q", "work").timeout(secs(4))).await;
+    let start = h.clock.now();
+    let claimed = claim(&h, &["q"], 2).await;
+    let by_id = |id: JobId| {
+        claimed
+            .iter()
+            .find(|j| j.id == id)
+            .expect("claimed")
+            .clone()
+    };
+    let long = by_id(queue_timeout);
+    assert_eq!(
+        long.lease.as_ref().expect("lease").expires_at,
+        plus(start, secs(10))
+    );
+    assert_eq!(
+        by_id(own_timeout).lease.expect("lease").expires_at,
+        plus(start, secs(4))
+    );
+
+    h.clock.advance(secs(8));
+    let beat = heartbeat(&h, queue_timeout, token(&long), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        beat.expires_at,
+        plus(start, secs(10)),
+        "a heartbeat cannot pass the deadline"
+    );
+
+    h.clock.advance(secs(3));
+    let report = reap(&h).await;
+    assert_eq!(report.retried, 2);
+    for id in [queue_timeout, own_timeout] {
+        let job = get(&h, id).await;
+        assert_eq!(job.errors.len(), 1);
+        assert!(
+            job.errors[0]
+                .error
+                .starts_with("timed out: ran longer than"),
+            "{:?}",
+            job.errors[0]
+        );
+    }
+}

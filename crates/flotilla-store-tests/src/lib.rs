@@ -139,6 +139,7 @@ macro_rules! __store_conformance_cases {
                 reap_takes_only_expired_leases_up_to_limit,
                 expired_lease_retries_then_dies,
                 current_token_works_past_expiry_until_reaped,
+                timeout_caps_the_lease_and_reaps_as_timed_out,
                 old_token_is_fenced_off,
                 complete_many_answers_per_item,
             }
@@ -174,6 +175,7 @@ macro_rules! __store_conformance_cases {
                 missed_tick_within_backfill_runs_once,
                 tick_older_than_backfill_is_skipped,
                 upsert_list_and_delete,
+                fire_due_respects_its_limit,
             }
             limits {
                 queue_concurrency_caps_running_jobs,

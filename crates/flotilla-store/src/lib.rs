@@ -12,8 +12,11 @@
 //! - An enqueue is acknowledged only once it is durable; an acknowledged job is never lost.
 //! - A running job has exactly one lease; only its token can complete, fail or extend it.
 //!   Tokens increase strictly across the store.
-//! - Every state change goes through `flotilla_core::transition`, and every retry decision
-//!   through `flotilla_core::on_failure`.
+//! - Every state change is one `flotilla_core::transition` allows (a backend calls it, or
+//!   matches the source state in its statement), and every retry decision is
+//!   `flotilla_core::on_failure`'s.
+//! - A running job's lease never outlasts its timeout (`flotilla_core::lease_expiry`), so an
+//!   attempt that runs too long is reaped as timed out even if its worker keeps heartbeating.
 //! - Per-state counts and throughput counters change in the same transaction as the jobs.
 
 pub mod params;
@@ -144,10 +147,11 @@ pub trait Store: Send + Sync + 'static {
     /// before the next), each queue by priority, then run_at, then id. Due scheduled jobs
     /// of those queues are promoted first. Paused queues give nothing; queue concurrency,
     /// group concurrency, rate limits and group round-robin are applied here. Each job gets
-    /// a lease with a fresh token, for its own lease length or its queue's; its `attempt`
-    /// goes up by one.
+    /// a lease with a fresh token, for its own lease length or its queue's (cut short by its
+    /// timeout, if shorter); its `attempt` goes up by one.
     async fn job_claim(&self, params: JobClaimParams) -> StoreResult<Vec<Job>>;
-    /// Extends a lease by the job's lease length from `now`, stores progress when given,
+    /// Extends a lease by the job's lease length from `now` (never past the attempt's
+    /// timeout deadline), stores progress when given,
     /// and says whether cancellation was requested. A token that is not current is refused
     /// with `LeaseMismatch`.
     async fn job_heartbeat(&self, params: JobHeartbeatParams) -> StoreResult<Heartbeat>;
@@ -176,8 +180,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Moves up to `limit` due scheduled jobs to `available`.
     async fn job_promote_due(&self, params: MaintenanceParams) -> StoreResult<PromoteReport>;
-    /// Treats up to `limit` running jobs whose lease has expired as failed attempts with the
-    /// error "lease expired: worker lost": retried, dead, or cancelled if requested.
+    /// Treats up to `limit` running jobs whose lease has expired as failed attempts: retried,
+    /// dead, or cancelled if requested. The error is "timed out: ran longer than …" when the
+    /// attempt passed its timeout, else "lease expired: worker lost".
     async fn job_reap_expired(&self, params: MaintenanceParams) -> StoreResult<ReapReport>;
     /// Deletes up to `limit` finished jobs older than their queue's retention for their
     /// state (by `finished_at`). Live jobs are never touched. Returns how many.
@@ -198,6 +203,6 @@ pub trait Store: Send + Sync + 'static {
     async fn cron_delete(&self, name: &str) -> StoreResult<()>;
     /// Applies `flotilla_core::cron_decision` to every schedule: fires due ticks (the job
     /// insert and the tick's record in one transaction, so concurrent callers fire each tick
-    /// exactly once) and records skipped ones.
+    /// exactly once) and records skipped ones. Fires at most `limit` jobs (0: no limit).
     async fn cron_fire_due(&self, params: MaintenanceParams) -> StoreResult<CronReport>;
 }
