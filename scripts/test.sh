@@ -10,9 +10,9 @@ echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-fail-fast
-  # nextest does not run doctests.
+  # nextest does not run doctests; run them first so its summary closes the output.
   cargo test --workspace --doc --quiet
+  cargo nextest run --workspace --no-fail-fast
 else
   cargo test --workspace --no-fail-fast
 fi
