@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use flotilla_core::{Clock, ErrorCode, JobState, QueueConfig};
+use flotilla_core::{Clock, ErrorCode, JobState};
 use flotilla_store::JobCancelParams;
 
 use crate::Harness;
@@ -43,14 +43,7 @@ pub async fn waiting_jobs_are_cancelled_at_once(h: Harness) {
 /// Cancelling a running job leaves it running with `cancel_requested`; the next heartbeat
 /// says so, and a retryable failure then ends it cancelled instead of retrying.
 pub async fn running_job_gets_request_then_fails_into_cancelled(h: Harness) {
-    queue_with(
-        &h,
-        QueueConfig {
-            retry: limited(5, Duration::ZERO),
-            ..QueueConfig::new("q")
-        },
-    )
-    .await;
+    queue_retrying(&h, "q", limited(5, Duration::ZERO)).await;
     let busy = running(&h, "q").await;
     let requested = cancel(&h, busy.id).await;
     assert_eq!(
@@ -97,14 +90,7 @@ pub async fn requested_cancel_then_complete_succeeds(h: Harness) {
 /// A running job asked to cancel whose lease then lapses is cancelled by the reaper, not
 /// retried.
 pub async fn requested_cancel_then_lease_expiry_cancels(h: Harness) {
-    queue_with(
-        &h,
-        QueueConfig {
-            retry: limited(5, Duration::ZERO),
-            ..QueueConfig::new("q")
-        },
-    )
-    .await;
+    queue_retrying(&h, "q", limited(5, Duration::ZERO)).await;
     let busy = running(&h, "q").await;
     cancel(&h, busy.id).await;
     h.clock.advance(secs(31));

@@ -98,14 +98,7 @@ pub async fn claim_sets_lease_and_attempt(h: Harness) {
 /// Lease tokens increase strictly across claims, queues and store handles, and a later
 /// claim of the same job gets a larger token.
 pub async fn tokens_increase_across_claims(h: Harness) {
-    queue_with(
-        &h,
-        QueueConfig {
-            retry: limited(5, secs(0)),
-            ..QueueConfig::new("a")
-        },
-    )
-    .await;
+    queue_retrying(&h, "a", limited(5, secs(0))).await;
     queue(&h, "b").await;
     insert_n(&h, "a", 3).await;
     insert_n(&h, "b", 3).await;

@@ -125,14 +125,7 @@ pub async fn per_job_lease_overrides_queue(h: Harness) {
 
 /// The reaper takes leases with `expires_at < now` only, and at most `limit` per call.
 pub async fn reap_takes_only_expired_leases_up_to_limit(h: Harness) {
-    queue_with(
-        &h,
-        QueueConfig {
-            retry: limited(3, secs(0)),
-            ..QueueConfig::new("q")
-        },
-    )
-    .await;
+    queue_retrying(&h, "q", limited(3, secs(0))).await;
     insert_n(&h, "q", 3).await;
     let claimed = claim(&h, &["q"], 3).await;
     assert_eq!(claimed.len(), 3);
@@ -175,14 +168,7 @@ pub async fn reap_takes_only_expired_leases_up_to_limit(h: Harness) {
 /// An expired lease is a failed attempt: its error is recorded with the worker, the job
 /// retries per its policy, and repeated expiry ends in dead after `max_attempts`.
 pub async fn expired_lease_retries_then_dies(h: Harness) {
-    queue_with(
-        &h,
-        QueueConfig {
-            retry: limited(2, secs(10)),
-            ..QueueConfig::new("q")
-        },
-    )
-    .await;
+    queue_retrying(&h, "q", limited(2, secs(10))).await;
     let id = insert(&h, job("q", "work")).await;
     claim_one(&h, "q").await;
     h.clock.advance(secs(31));
@@ -255,14 +241,7 @@ pub async fn current_token_works_past_expiry_until_reaped(h: Harness) {
 /// Fencing: after expiry, reaping and a new claim, the old token is refused with
 /// `LeaseMismatch` on heartbeat, complete and fail, and none of them changes the job.
 pub async fn old_token_is_fenced_off(h: Harness) {
-    queue_with(
-        &h,
-        QueueConfig {
-            retry: limited(3, secs(0)),
-            ..QueueConfig::new("q")
-        },
-    )
-    .await;
+    queue_retrying(&h, "q", limited(3, secs(0))).await;
     let first = running(&h, "q").await;
     let old = token(&first);
     h.clock.advance(secs(31));

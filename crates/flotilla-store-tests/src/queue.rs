@@ -94,14 +94,7 @@ pub async fn pause_and_resume(h: Harness) {
 /// Counts per state match the jobs after a mix of operations, per queue, and match
 /// `job_list`.
 pub async fn stats_count_every_state(h: Harness) {
-    queue_with(
-        &h,
-        QueueConfig {
-            retry: RetryPolicy::None,
-            ..QueueConfig::new("q")
-        },
-    )
-    .await;
+    queue_retrying(&h, "q", RetryPolicy::None).await;
     queue(&h, "other").await;
     succeeded(&h, "q").await;
     succeeded(&h, "q").await;
@@ -190,14 +183,7 @@ pub async fn oldest_available_age(h: Harness) {
 /// The throughput totals count enqueues (not duplicates), successes, failed attempts,
 /// retries, deaths, cancellations and lost leases.
 pub async fn stats_totals_count_throughput(h: Harness) {
-    queue_with(
-        &h,
-        QueueConfig {
-            retry: limited(3, Duration::ZERO),
-            ..QueueConfig::new("q")
-        },
-    )
-    .await;
+    queue_retrying(&h, "q", limited(3, Duration::ZERO)).await;
     let ok = running(&h, "q").await;
     complete(&h, &ok).await;
     let flaky = running(&h, "q").await;

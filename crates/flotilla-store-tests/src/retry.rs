@@ -5,9 +5,7 @@
 
 use std::time::Duration;
 
-use flotilla_core::{
-    AttemptError, Clock, ErrorCode, JobId, JobState, LeaseToken, QueueConfig, RetryPolicy,
-};
+use flotilla_core::{AttemptError, Clock, ErrorCode, JobId, JobState, LeaseToken, RetryPolicy};
 use flotilla_store::{DeadParams, Failure, JobFailManyParams, JobRetryParams, StoreError};
 
 use crate::Harness;
@@ -16,14 +14,7 @@ use crate::support::*;
 /// A retryable failure is recorded in the error history and the job waits the policy's
 /// delay in `scheduled`, then runs its next attempt.
 pub async fn fail_records_error_and_schedules_retry(h: Harness) {
-    queue_with(
-        &h,
-        QueueConfig {
-            retry: limited(3, secs(10)),
-            ..QueueConfig::new("q")
-        },
-    )
-    .await;
+    queue_retrying(&h, "q", limited(3, secs(10))).await;
     let first = running(&h, "q").await;
     h.clock.advance(secs(2));
     let failed_at = h.clock.now();
@@ -72,14 +63,7 @@ pub async fn fail_records_error_and_schedules_retry(h: Harness) {
 
 /// A zero retry delay puts the job straight back in `available`.
 pub async fn zero_delay_retry_is_available_at_once(h: Harness) {
-    queue_with(
-        &h,
-        QueueConfig {
-            retry: limited(3, Duration::ZERO),
-            ..QueueConfig::new("q")
-        },
-    )
-    .await;
+    queue_retrying(&h, "q", limited(3, Duration::ZERO)).await;
     let first = running(&h, "q").await;
     assert_eq!(fail(&h, &first, "flaky", true).await, JobState::Available);
     assert_eq!(get(&h, first.id).await.state, JobState::Available);
@@ -90,14 +74,7 @@ pub async fn zero_delay_retry_is_available_at_once(h: Harness) {
 /// The failure of the last allowed attempt makes the job dead, with `finished_at` and the
 /// whole error history.
 pub async fn exhausted_attempts_go_dead(h: Harness) {
-    queue_with(
-        &h,
-        QueueConfig {
-            retry: limited(2, Duration::ZERO),
-            ..QueueConfig::new("q")
-        },
-    )
-    .await;
+    queue_retrying(&h, "q", limited(2, Duration::ZERO)).await;
     let first = running(&h, "q").await;
     assert_eq!(fail(&h, &first, "one", true).await, JobState::Available);
     let second = claim_one(&h, "q").await;
@@ -121,14 +98,7 @@ pub async fn exhausted_attempts_go_dead(h: Harness) {
 /// `none` policy, which allows one attempt.
 pub async fn non_retryable_and_policy_none_die_at_once(h: Harness) {
     queue(&h, "q").await;
-    queue_with(
-        &h,
-        QueueConfig {
-            retry: RetryPolicy::None,
-            ..QueueConfig::new("once")
-        },
-    )
-    .await;
+    queue_retrying(&h, "once", RetryPolicy::None).await;
     let doomed = running(&h, "q").await;
     assert_eq!(doomed.max_attempts, 20);
     assert_eq!(
@@ -149,14 +119,7 @@ pub async fn non_retryable_and_policy_none_die_at_once(h: Harness) {
 /// `max_attempts` defaults to the effective policy's (the job's, else the queue's), and a
 /// job's own `max_attempts` wins.
 pub async fn max_attempts_defaults_from_policy(h: Harness) {
-    queue_with(
-        &h,
-        QueueConfig {
-            retry: limited(4, Duration::ZERO),
-            ..QueueConfig::new("q")
-        },
-    )
-    .await;
+    queue_retrying(&h, "q", limited(4, Duration::ZERO)).await;
     queue(&h, "plain").await;
     let from_queue = insert(&h, job("q", "work")).await;
     let from_job_policy = insert(&h, job("q", "work").retry(limited(7, Duration::ZERO))).await;
@@ -189,14 +152,7 @@ pub async fn max_attempts_defaults_from_policy(h: Harness) {
 /// An exponential policy without jitter waits `initial × factor^(n-1)`, capped; a job's
 /// policy overrides its queue's.
 pub async fn exponential_backoff_is_exact_without_jitter(h: Harness) {
-    queue_with(
-        &h,
-        QueueConfig {
-            retry: limited(9, secs(3600)),
-            ..QueueConfig::new("q")
-        },
-    )
-    .await;
+    queue_retrying(&h, "q", limited(9, secs(3600))).await;
     let policy = RetryPolicy::Exponential {
         max_attempts: 5,
         initial: secs(2),
@@ -222,14 +178,7 @@ pub async fn exponential_backoff_is_exact_without_jitter(h: Harness) {
 
 /// `job_fail_many` answers per item in input order; refused items change nothing.
 pub async fn fail_many_answers_per_item(h: Harness) {
-    queue_with(
-        &h,
-        QueueConfig {
-            retry: limited(3, Duration::ZERO),
-            ..QueueConfig::new("q")
-        },
-    )
-    .await;
+    queue_retrying(&h, "q", limited(3, Duration::ZERO)).await;
     insert_n(&h, "q", 3).await;
     let jobs = claim(&h, &["q"], 3).await;
     let (a, b, c) = (&jobs[0], &jobs[1], &jobs[2]);

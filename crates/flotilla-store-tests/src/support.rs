@@ -69,6 +69,19 @@ pub async fn queue(h: &Harness, name: &str) {
     queue_with(h, QueueConfig::new(name)).await;
 }
 
+/// Creates (or replaces) queue `name` retrying with `retry`, every other setting at its
+/// default.
+pub async fn queue_retrying(h: &Harness, name: &str, retry: RetryPolicy) {
+    queue_with(
+        h,
+        QueueConfig {
+            retry,
+            ..QueueConfig::new(name)
+        },
+    )
+    .await;
+}
+
 /// Creates (or replaces) a queue with `config`.
 pub async fn queue_with(h: &Harness, config: QueueConfig) {
     let name = config.name.clone();
