@@ -16,8 +16,10 @@ pub const MAX_PRIORITY: i32 = 9;
 const MAX_NAME_LEN: usize = 128;
 const MAX_KEY_LEN: usize = 255;
 const MAX_TAGS: usize = 32;
+const MAX_DELAY_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
 
 /// A job's id: assigned by the store, strictly increasing in enqueue order.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct JobId(pub i64);
@@ -41,6 +43,7 @@ impl std::str::FromStr for JobId {
 
 /// A fencing token: proof of holding a job's current lease. Tokens increase strictly
 /// across the whole store, so a newer lease always carries a larger token.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct LeaseToken(pub i64);
@@ -52,6 +55,7 @@ impl std::fmt::Display for LeaseToken {
 }
 
 /// The lease a running job is held under.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Lease {
     /// The fencing token the holder must present.
@@ -59,6 +63,7 @@ pub struct Lease {
     /// The worker holding it.
     pub worker_id: String,
     /// When it lapses unless extended by a heartbeat.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = DateTime))]
     pub expires_at: Timestamp,
 }
 
@@ -90,11 +95,13 @@ pub fn timeout_error(timeout: Duration) -> String {
 }
 
 /// One failed attempt in a job's error history.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttemptError {
     /// Which attempt failed (1-based).
     pub attempt: u32,
     /// When it failed.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = DateTime))]
     pub at: Timestamp,
     /// What went wrong.
     pub error: String,
@@ -104,6 +111,7 @@ pub struct AttemptError {
 }
 
 /// A job as the store keeps it.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {
     /// Store-assigned id.
@@ -119,6 +127,7 @@ pub struct Job {
     /// Current state.
     pub state: JobState,
     /// When it may run (for a retry, when the next attempt may start).
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = DateTime))]
     pub run_at: Timestamp,
     /// Attempts started so far.
     pub attempt: u32,
@@ -157,12 +166,15 @@ pub struct Job {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<AttemptError>,
     /// When it was enqueued.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
     /// When its latest attempt started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "utoipa", schema(value_type = Option<String>, format = DateTime))]
     pub attempted_at: Option<Timestamp>,
     /// When it reached a terminal state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "utoipa", schema(value_type = Option<String>, format = DateTime))]
     pub finished_at: Option<Timestamp>,
 }
 
@@ -174,6 +186,7 @@ impl Job {
 }
 
 /// A job to enqueue. Built with [`NewJob::new`] and the chained setters.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewJob {
@@ -189,7 +202,11 @@ pub struct NewJob {
     pub priority: i32,
     /// Not before this time; now when absent.
     #[serde(default)]
+    #[cfg_attr(feature = "utoipa", schema(value_type = Option<String>, format = DateTime))]
     pub run_at: Option<Timestamp>,
+    /// Not before this many milliseconds after the enqueue (instead of `run_at`).
+    #[serde(default)]
+    pub delay_ms: Option<u64>,
     /// Attempts allowed; from the retry policy when absent.
     #[serde(default)]
     pub max_attempts: Option<u32>,
@@ -222,6 +239,7 @@ impl NewJob {
             payload,
             priority: 0,
             run_at: None,
+            delay_ms: None,
             max_attempts: None,
             retry: None,
             timeout_ms: None,
@@ -242,6 +260,22 @@ impl NewJob {
     pub fn run_at(mut self, at: Timestamp) -> Self {
         self.run_at = Some(at);
         self
+    }
+
+    /// Runs no earlier than `delay` after the enqueue.
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay_ms = Some(millis(delay));
+        self
+    }
+
+    /// When the job may first run, enqueued at `now`.
+    pub fn first_run_at(&self, now: Timestamp) -> Timestamp {
+        match (self.run_at, self.delay_ms) {
+            (Some(at), _) => crate::truncate_micros(at),
+            // validate() bounds the delay, so this cannot overflow.
+            (None, Some(ms)) => now + chrono::Duration::milliseconds(ms.min(MAX_DELAY_MS) as i64),
+            (None, None) => now,
+        }
     }
 
     /// Sets the attempts allowed.
@@ -292,6 +326,15 @@ impl NewJob {
         validate_kind(&self.kind)?;
         if !(0..=MAX_PRIORITY).contains(&self.priority) {
             return Err(Error::InvalidPriority(self.priority.into()));
+        }
+        if self.run_at.is_some() && self.delay_ms.is_some() {
+            return Err(invalid(
+                "delay_ms",
+                "give run_at or delay_ms, not both".into(),
+            ));
+        }
+        if self.delay_ms.is_some_and(|ms| ms > MAX_DELAY_MS) {
+            return Err(invalid("delay_ms", "at most ten years".into()));
         }
         if let Some(policy) = &self.retry {
             policy.validate()?;

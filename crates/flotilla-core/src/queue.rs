@@ -8,16 +8,20 @@ use serde::{Deserialize, Serialize};
 use crate::{Error, RetryPolicy, validate_queue_name};
 
 /// How long finished jobs are kept, per terminal state.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Retention {
     /// Succeeded jobs; 4 days by default.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, example = "30s"))]
     #[serde(with = "humantime_serde")]
     pub succeeded: Duration,
     /// Cancelled jobs; 4 days by default.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, example = "30s"))]
     #[serde(with = "humantime_serde")]
     pub cancelled: Duration,
     /// Dead jobs; 30 days by default, so there is time to look and replay.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, example = "30s"))]
     #[serde(with = "humantime_serde")]
     pub dead: Duration,
 }
@@ -40,6 +44,7 @@ impl Default for Retention {
 }
 
 /// A queue's settings.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueConfig {
@@ -49,9 +54,11 @@ pub struct QueueConfig {
     #[serde(default)]
     pub paused: bool,
     /// How long a claim holds a job without a heartbeat.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, example = "30s"))]
     #[serde(with = "humantime_serde", default = "QueueConfig::default_lease")]
     pub lease: Duration,
     /// Longest run time of one attempt, enforced by the worker; none when absent.
+    #[cfg_attr(feature = "utoipa", schema(value_type = Option<String>, example = "1h"))]
     #[serde(with = "humantime_serde", default)]
     pub timeout: Option<Duration>,
     /// How failed attempts are retried.

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::{Error, Timestamp};
 
 /// How a queue (or a single job) retries failed attempts.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "policy", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RetryPolicy {
@@ -20,6 +21,7 @@ pub enum RetryPolicy {
         /// Attempts in all, the first included.
         max_attempts: u32,
         /// The wait before each retry.
+        #[cfg_attr(feature = "utoipa", schema(value_type = String, example = "30s"))]
         #[serde(with = "humantime_serde")]
         delay: Duration,
     },
@@ -29,11 +31,13 @@ pub enum RetryPolicy {
         /// Attempts in all, the first included.
         max_attempts: u32,
         /// The wait before the first retry.
+        #[cfg_attr(feature = "utoipa", schema(value_type = String, example = "30s"))]
         #[serde(with = "humantime_serde")]
         initial: Duration,
         /// The growth of the wait from one retry to the next (≥ 1).
         factor: f64,
         /// The longest wait.
+        #[cfg_attr(feature = "utoipa", schema(value_type = String, example = "30s"))]
         #[serde(with = "humantime_serde")]
         max_interval: Duration,
         /// Full jitter: wait a uniformly random time between zero and the computed wait.

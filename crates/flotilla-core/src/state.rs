@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 
 /// Where a job is in its life.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {

@@ -85,7 +85,7 @@ pub(crate) fn insert_many(w: &mut Writer, batch: Prepared) -> StoreResult<Vec<In
             .max_attempts
             .or_else(|| job.retry.as_ref().map(|r| r.max_attempts()))
             .unwrap_or_else(|| queue.retry.max_attempts());
-        let run_at = job.run_at.map_or(now, micros);
+        let run_at = micros(job.first_run_at(batch.now));
         let state = if run_at > now {
             JobState::Scheduled
         } else {

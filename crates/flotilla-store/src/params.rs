@@ -210,6 +210,7 @@ pub struct QueueStatsParams {
 }
 
 /// Job counts by state.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateCounts {
     /// Waiting for run_at.
@@ -253,6 +254,7 @@ impl StateCounts {
 }
 
 /// Counters that only grow, for throughput.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Throughput {
     /// Jobs accepted (duplicates excluded).
