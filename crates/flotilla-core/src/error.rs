@@ -33,6 +33,22 @@ pub enum ErrorCode {
     CronNotFound,
     /// The lease token is not the job's current one: the lease expired and the job moved on.
     LeaseMismatch,
+    /// No registered worker has this id (e.g. after a server restart): register again.
+    WorkerNotFound,
+    /// The request is not valid JSON, has a field of the wrong type or an unknown field.
+    MalformedRequest,
+    /// The request body is larger than the server accepts.
+    BodyTooLarge,
+    /// No bearer token, or an unknown one.
+    Unauthorized,
+    /// The token's role may not do this.
+    Forbidden,
+    /// No such route.
+    NotFound,
+    /// The route exists, but not with this method.
+    MethodNotAllowed,
+    /// The request took longer than the server allows.
+    Timeout,
     /// The store cannot be reached right now; retry later.
     Unavailable,
     /// A bug or an unexpected failure inside Flotilla.
@@ -41,7 +57,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 22] = [
         Self::InvalidArgument,
         Self::InvalidQueueName,
         Self::InvalidKind,
@@ -54,6 +70,14 @@ impl ErrorCode {
         Self::QueueNotFound,
         Self::CronNotFound,
         Self::LeaseMismatch,
+        Self::WorkerNotFound,
+        Self::MalformedRequest,
+        Self::BodyTooLarge,
+        Self::Unauthorized,
+        Self::Forbidden,
+        Self::NotFound,
+        Self::MethodNotAllowed,
+        Self::Timeout,
         Self::Unavailable,
         Self::Internal,
     ];
@@ -82,6 +106,14 @@ impl ErrorCode {
             Self::QueueNotFound => ("queue_not_found", 404),
             Self::CronNotFound => ("cron_not_found", 404),
             Self::LeaseMismatch => ("lease_mismatch", 409),
+            Self::WorkerNotFound => ("worker_not_found", 404),
+            Self::MalformedRequest => ("malformed_request", 400),
+            Self::BodyTooLarge => ("body_too_large", 413),
+            Self::Unauthorized => ("unauthorized", 401),
+            Self::Forbidden => ("forbidden", 403),
+            Self::NotFound => ("not_found", 404),
+            Self::MethodNotAllowed => ("method_not_allowed", 405),
+            Self::Timeout => ("timeout", 408),
             Self::Unavailable => ("unavailable", 503),
             Self::Internal => ("internal", 500),
         }

@@ -1,0 +1,82 @@
+//! The broker: claims for workers, waiting for work without polling the store in a loop.
+//!
+//! Each queue has a [`Notify`]. A long-poll registers interest in its queues *before* it
+//! tries to claim, so an enqueue that lands between the claim and the wait still wakes it;
+//! then it waits on those notifications with its deadline. Whatever makes jobs available
+//! (an enqueue, a promotion, a retry, a replay, a reaped lease) calls [`Broker::wake`].
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flotilla_core::{Clock, Job};
+use flotilla_store::{JobClaimParams, Store, StoreResult};
+use futures::future::select_all;
+use tokio::sync::Notify;
+
+/// The longest a poll may wait.
+pub const MAX_WAIT: Duration = Duration::from_secs(20);
+
+/// Hands out jobs to workers and wakes waiting polls.
+pub struct Broker {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    queues: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+impl Broker {
+    /// A broker over `store`, taking `now` from `clock`.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock, queues: Mutex::new(HashMap::new()) }
+    }
+
+    fn notify(&self, queue: &str) -> Arc<Notify> {
+        let mut queues = self.queues.lock().expect("broker lock");
+        queues.entry(queue.to_owned()).or_default().clone()
+    }
+
+    /// Wakes the polls waiting on `queue`.
+    pub fn wake(&self, queue: &str) {
+        self.notify(queue).notify_waiters();
+    }
+
+    /// Wakes every waiting poll.
+    pub fn wake_all(&self) {
+        let queues = self.queues.lock().expect("broker lock");
+        for notify in queues.values() {
+            notify.notify_waiters();
+        }
+    }
+
+    /// Claims up to `max_jobs` from `queues` for `worker_id`, waiting up to `wait` (capped at
+    /// [`MAX_WAIT`]) for the first one. Returns at once when jobs are available, and with an
+    /// empty list when the wait ends.
+    pub async fn poll(&self, worker_id: &str, queues: &[String], max_jobs: u32, wait: Duration) -> StoreResult<Vec<Job>> {
+        let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
+        let notifies: Vec<Arc<Notify>> = queues.iter().map(|q| self.notify(q)).collect();
+        loop {
+            // Register before claiming, so a wake between the claim and the wait is kept.
+            let mut waits: Vec<Pin<Box<tokio::sync::futures::Notified<'_>>>> =
+                notifies.iter().map(|n| Box::pin(n.notified())).collect();
+            for w in &mut waits {
+                w.as_mut().enable();
+            }
+            let jobs = self
+                .store
+                .job_claim(JobClaimParams {
+                    queues: queues.to_vec(),
+                    limit: max_jobs,
+                    worker_id: worker_id.to_owned(),
+                    now: self.clock.now(),
+                })
+                .await?;
+            if !jobs.is_empty() || max_jobs == 0 || tokio::time::Instant::now() >= deadline || waits.is_empty() {
+                return Ok(jobs);
+            }
+            if tokio::time::timeout_at(deadline, select_all(waits)).await.is_err() {
+                return Ok(Vec::new());
+            }
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! Flotilla's engine, independent of HTTP: the [`Broker`] that hands jobs to long-polling
+//! workers, the background [`services`] (promoter, reaper, pruner, cron), the
+//! [`WorkerRegistry`], and the validated [`ServerConfig`]. The HTTP layer (`flotilla-api`)
+//! is a thin translation onto these.
+//!
+//! # Layout
+//! - [`broker`]: long-poll claims woken by per-queue notifications.
+//! - [`services`]: one file per background service and the shared runner.
+//! - [`workers`]: registered workers, their last report and health.
+//! - [`config`]: `flotilla.toml`, environment overrides, validation with file and line.
+//! - [`Engine`]: all of the above around one store, started and stopped together.
+
+pub mod broker;
+pub mod config;
+pub mod services;
+pub mod workers;
+
+use std::sync::Arc;
+
+use flotilla_core::Clock;
+use flotilla_store::{Store, StoreResult};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use broker::Broker;
+pub use config::{ConfigError, Role, ServerConfig, TokenConfig};
+pub use workers::WorkerRegistry;
+
+use services::{CronScheduler, Promoter, Pruner, Reaper, ServiceIntervals, run_service};
+
+/// The engine: a store, its broker and worker registry, and the background services.
+#[derive(Clone)]
+pub struct Engine {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Where `now` comes from.
+    pub clock: Arc<dyn Clock>,
+    /// The long-poll broker.
+    pub broker: Arc<Broker>,
+    /// Registered workers.
+    pub workers: Arc<WorkerRegistry>,
+}
+
+impl Engine {
+    /// An engine over `store`.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        let broker = Arc::new(Broker::new(store.clone(), clock.clone()));
+        let workers = Arc::new(WorkerRegistry::new(clock.clone()));
+        Self { store, clock, broker, workers }
+    }
+
+    /// Creates or updates the configured queues and cron schedules.
+    pub async fn apply(&self, config: &ServerConfig) -> StoreResult<()> {
+        for queue in &config.queues {
+            self.store.queue_upsert(queue.clone()).await?;
+        }
+        for schedule in &config.cron {
+            self.store.cron_upsert(schedule.clone(), self.clock.now()).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts the background services; they stop when `shutdown` is cancelled.
+    pub fn start_services(&self, intervals: &ServiceIntervals, shutdown: &CancellationToken) -> JoinSet<()> {
+        let mut set = JoinSet::new();
+        let (store, broker, clock) = (&self.store, &self.broker, &self.clock);
+        set.spawn(run_service(Promoter::new(store.clone(), broker.clone(), intervals.promote), clock.clone(), shutdown.clone()));
+        set.spawn(run_service(Reaper::new(store.clone(), broker.clone(), intervals.reap), clock.clone(), shutdown.clone()));
+        set.spawn(run_service(Pruner::new(store.clone(), intervals.prune), clock.clone(), shutdown.clone()));
+        set.spawn(run_service(CronScheduler::new(store.clone(), broker.clone(), intervals.cron), clock.clone(), shutdown.clone()));
+        set
+    }
+}
