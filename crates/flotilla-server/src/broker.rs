@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,12 +24,18 @@ pub struct Broker {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     queues: Mutex<HashMap<String, Arc<Notify>>>,
+    waiting: AtomicUsize,
 }
 
 impl Broker {
     /// A broker over `store`, taking `now` from `clock`.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock, queues: Mutex::new(HashMap::new()) }
+        Self {
+            store,
+            clock,
+            queues: Mutex::new(HashMap::new()),
+            waiting: AtomicUsize::new(0),
+        }
     }
 
     fn notify(&self, queue: &str) -> Arc<Notify> {
@@ -39,6 +46,11 @@ impl Broker {
     /// Wakes the polls waiting on `queue`.
     pub fn wake(&self, queue: &str) {
         self.notify(queue).notify_waiters();
+    }
+
+    /// How many polls are waiting for work right now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
     }
 
     /// Wakes every waiting poll.
@@ -52,7 +64,13 @@ impl Broker {
     /// Claims up to `max_jobs` from `queues` for `worker_id`, waiting up to `wait` (capped at
     /// [`MAX_WAIT`]) for the first one. Returns at once when jobs are available, and with an
     /// empty list when the wait ends.
-    pub async fn poll(&self, worker_id: &str, queues: &[String], max_jobs: u32, wait: Duration) -> StoreResult<Vec<Job>> {
+    pub async fn poll(
+        &self,
+        worker_id: &str,
+        queues: &[String],
+        max_jobs: u32,
+        wait: Duration,
+    ) -> StoreResult<Vec<Job>> {
         let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
         let notifies: Vec<Arc<Notify>> = queues.iter().map(|q| self.notify(q)).collect();
         loop {
@@ -71,10 +89,17 @@ impl Broker {
                     now: self.clock.now(),
                 })
                 .await?;
-            if !jobs.is_empty() || max_jobs == 0 || tokio::time::Instant::now() >= deadline || waits.is_empty() {
+            if !jobs.is_empty()
+                || max_jobs == 0
+                || tokio::time::Instant::now() >= deadline
+                || waits.is_empty()
+            {
                 return Ok(jobs);
             }
-            if tokio::time::timeout_at(deadline, select_all(waits)).await.is_err() {
+            self.waiting.fetch_add(1, Ordering::Relaxed);
+            let woken = tokio::time::timeout_at(deadline, select_all(waits)).await;
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            if woken.is_err() {
                 return Ok(Vec::new());
             }
         }

@@ -62,7 +62,10 @@ pub struct TokenConfig {
 impl std::fmt::Debug for TokenConfig {
     // Never print a secret.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenConfig").field("role", &self.role).field("token_env", &self.token_env).finish_non_exhaustive()
+        f.debug_struct("TokenConfig")
+            .field("role", &self.role)
+            .field("token_env", &self.token_env)
+            .finish_non_exhaustive()
     }
 }
 
@@ -149,16 +152,32 @@ pub enum ConfigError {
 impl ServerConfig {
     /// Reads `path`.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
         Self::from_toml(&text, path)
     }
 
     /// Parses `text`, naming `path` in errors.
     pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
         toml::from_str(text).map_err(|e| {
-            let line = e.span().map_or(1, |span| text[..span.start.min(text.len())].lines().count().max(1));
-            let line = if e.span().is_some_and(|s| text[..s.start.min(text.len())].ends_with('\n')) { line + 1 } else { line };
-            ConfigError::Parse { path: path.into(), line, reason: e.message().to_owned() }
+            let line = e.span().map_or(1, |span| {
+                text[..span.start.min(text.len())].lines().count().max(1)
+            });
+            let line = if e
+                .span()
+                .is_some_and(|s| text[..s.start.min(text.len())].ends_with('\n'))
+            {
+                line + 1
+            } else {
+                line
+            };
+            ConfigError::Parse {
+                path: path.into(),
+                line,
+                reason: e.message().to_owned(),
+            }
         })
     }
 
@@ -166,36 +185,55 @@ impl ServerConfig {
     /// (`role:secret,role:secret`) from `env`.
     pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         if let Some(listen) = env("FLOTILLA_LISTEN") {
-            self.listen = listen.parse().map_err(|e| ConfigError::Invalid(format!("FLOTILLA_LISTEN={listen:?}: {e}")))?;
+            self.listen = listen
+                .parse()
+                .map_err(|e| ConfigError::Invalid(format!("FLOTILLA_LISTEN={listen:?}: {e}")))?;
         }
         if let Some(store) = env("FLOTILLA_STORE") {
             self.store = store;
         }
         if let Some(tokens) = env("FLOTILLA_TOKENS") {
             for entry in tokens.split(',').filter(|e| !e.is_empty()) {
-                let (role, secret) = entry
-                    .split_once(':')
-                    .ok_or_else(|| ConfigError::Invalid("FLOTILLA_TOKENS entries are role:secret".into()))?;
-                let role = serde_json::from_value(serde_json::Value::String(role.into()))
-                    .map_err(|_| ConfigError::Invalid(format!("FLOTILLA_TOKENS: unknown role {role:?}")))?;
-                self.tokens.push(TokenConfig { role, token: Some(secret.into()), token_env: None });
+                let (role, secret) = entry.split_once(':').ok_or_else(|| {
+                    ConfigError::Invalid("FLOTILLA_TOKENS entries are role:secret".into())
+                })?;
+                let role = serde_json::from_value(serde_json::Value::String(role.into())).map_err(
+                    |_| ConfigError::Invalid(format!("FLOTILLA_TOKENS: unknown role {role:?}")),
+                )?;
+                self.tokens.push(TokenConfig {
+                    role,
+                    token: Some(secret.into()),
+                    token_env: None,
+                });
             }
         }
         Ok(())
     }
 
     /// The secrets and their roles, reading `token_env` variables from `env`.
-    pub fn resolve_tokens(&self, env: impl Fn(&str) -> Option<String>) -> Result<Vec<(String, Role)>, ConfigError> {
+    pub fn resolve_tokens(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Vec<(String, Role)>, ConfigError> {
         self.tokens
             .iter()
             .map(|t| {
                 let secret = match (&t.token, &t.token_env) {
                     (Some(s), None) => s.clone(),
-                    (None, Some(var)) => env(var).ok_or_else(|| ConfigError::Invalid(format!("token_env {var} is not set")))?,
-                    _ => return Err(ConfigError::Invalid("each token needs exactly one of `token` or `token_env`".into())),
+                    (None, Some(var)) => env(var).ok_or_else(|| {
+                        ConfigError::Invalid(format!("token_env {var} is not set"))
+                    })?,
+                    _ => {
+                        return Err(ConfigError::Invalid(
+                            "each token needs exactly one of `token` or `token_env`".into(),
+                        ));
+                    }
                 };
                 if secret.len() < 16 {
-                    return Err(ConfigError::Invalid(format!("a {:?} token is shorter than 16 characters", t.role)));
+                    return Err(ConfigError::Invalid(format!(
+                        "a {:?} token is shorter than 16 characters",
+                        t.role
+                    )));
                 }
                 Ok((secret, t.role))
             })
@@ -212,15 +250,22 @@ impl ServerConfig {
             )));
         }
         if self.max_payload_bytes == 0 || self.max_body_bytes < self.max_payload_bytes {
-            return Err(ConfigError::Invalid("max_body_bytes must be at least max_payload_bytes (> 0)".into()));
+            return Err(ConfigError::Invalid(
+                "max_body_bytes must be at least max_payload_bytes (> 0)".into(),
+            ));
         }
         for q in &self.queues {
-            q.validate().map_err(|e| ConfigError::Invalid(format!("queue {:?}: {e}", q.name)))?;
+            q.validate()
+                .map_err(|e| ConfigError::Invalid(format!("queue {:?}: {e}", q.name)))?;
         }
         for c in &self.cron {
-            c.validate().map_err(|e| ConfigError::Invalid(format!("cron {:?}: {e}", c.name)))?;
+            c.validate()
+                .map_err(|e| ConfigError::Invalid(format!("cron {:?}: {e}", c.name)))?;
             if !self.queues.iter().any(|q| q.name == c.queue) {
-                return Err(ConfigError::Invalid(format!("cron {:?}: queue {:?} is not configured", c.name, c.queue)));
+                return Err(ConfigError::Invalid(format!(
+                    "cron {:?}: queue {:?} is not configured",
+                    c.name, c.queue
+                )));
             }
         }
         Ok(())
@@ -263,7 +308,8 @@ kind = "noop"
 
     #[test]
     fn errors_name_the_file_and_line() {
-        let err = parse("listen = \"127.0.0.1:1\"\n\n[[queues]]\nname = \"q\"\nleese = \"1s\"\n").unwrap_err();
+        let err = parse("listen = \"127.0.0.1:1\"\n\n[[queues]]\nname = \"q\"\nleese = \"1s\"\n")
+            .unwrap_err();
         let text = err.to_string();
         assert!(text.starts_with("flotilla.toml:5: "), "{text}");
         assert!(text.contains("leese"), "{text}");
@@ -271,18 +317,32 @@ kind = "noop"
 
     #[test]
     fn open_bind_without_tokens_is_refused() {
-        let config = ServerConfig { listen: "0.0.0.0:7070".parse().unwrap(), ..ServerConfig::default() };
-        assert!(config.validate().unwrap_err().to_string().contains("without tokens"));
+        let config = ServerConfig {
+            listen: "0.0.0.0:7070".parse().unwrap(),
+            ..ServerConfig::default()
+        };
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("without tokens")
+        );
     }
 
     #[test]
     fn tokens_come_from_env_and_never_print() {
         let mut config = ServerConfig::default();
         config
-            .apply_env(|k| (k == "FLOTILLA_TOKENS").then(|| "admin:0123456789abcdef0123".to_owned()))
+            .apply_env(|k| {
+                (k == "FLOTILLA_TOKENS").then(|| "admin:0123456789abcdef0123".to_owned())
+            })
             .unwrap();
         let tokens = config.resolve_tokens(|_| None).unwrap();
-        assert_eq!(tokens, vec![("0123456789abcdef0123".to_owned(), Role::Admin)]);
+        assert_eq!(
+            tokens,
+            vec![("0123456789abcdef0123".to_owned(), Role::Admin)]
+        );
         assert!(!format!("{config:?}").contains("0123456789abcdef"));
     }
 }

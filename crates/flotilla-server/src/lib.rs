@@ -46,7 +46,12 @@ impl Engine {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
         let broker = Arc::new(Broker::new(store.clone(), clock.clone()));
         let workers = Arc::new(WorkerRegistry::new(clock.clone()));
-        Self { store, clock, broker, workers }
+        Self {
+            store,
+            clock,
+            broker,
+            workers,
+        }
     }
 
     /// Creates or updates the configured queues and cron schedules.
@@ -55,19 +60,41 @@ impl Engine {
             self.store.queue_upsert(queue.clone()).await?;
         }
         for schedule in &config.cron {
-            self.store.cron_upsert(schedule.clone(), self.clock.now()).await?;
+            self.store
+                .cron_upsert(schedule.clone(), self.clock.now())
+                .await?;
         }
         Ok(())
     }
 
     /// Starts the background services; they stop when `shutdown` is cancelled.
-    pub fn start_services(&self, intervals: &ServiceIntervals, shutdown: &CancellationToken) -> JoinSet<()> {
+    pub fn start_services(
+        &self,
+        intervals: &ServiceIntervals,
+        shutdown: &CancellationToken,
+    ) -> JoinSet<()> {
         let mut set = JoinSet::new();
         let (store, broker, clock) = (&self.store, &self.broker, &self.clock);
-        set.spawn(run_service(Promoter::new(store.clone(), broker.clone(), intervals.promote), clock.clone(), shutdown.clone()));
-        set.spawn(run_service(Reaper::new(store.clone(), broker.clone(), intervals.reap), clock.clone(), shutdown.clone()));
-        set.spawn(run_service(Pruner::new(store.clone(), intervals.prune), clock.clone(), shutdown.clone()));
-        set.spawn(run_service(CronScheduler::new(store.clone(), broker.clone(), intervals.cron), clock.clone(), shutdown.clone()));
+        set.spawn(run_service(
+            Promoter::new(store.clone(), broker.clone(), intervals.promote),
+            clock.clone(),
+            shutdown.clone(),
+        ));
+        set.spawn(run_service(
+            Reaper::new(store.clone(), broker.clone(), intervals.reap),
+            clock.clone(),
+            shutdown.clone(),
+        ));
+        set.spawn(run_service(
+            Pruner::new(store.clone(), intervals.prune),
+            clock.clone(),
+            shutdown.clone(),
+        ));
+        set.spawn(run_service(
+            CronScheduler::new(store.clone(), broker.clone(), intervals.cron),
+            clock.clone(),
+            shutdown.clone(),
+        ));
         set
     }
 }

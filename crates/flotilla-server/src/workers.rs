@@ -22,13 +22,19 @@ pub struct WorkerRegistry {
 impl WorkerRegistry {
     /// An empty registry.
     pub fn new(clock: Arc<dyn Clock>) -> Self {
-        Self { clock, workers: Mutex::new(HashMap::new()) }
+        Self {
+            clock,
+            workers: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Registers a worker (again, if it gives its id) and returns its id.
     pub fn register(&self, req: RegisterRequest) -> String {
         let now = self.clock.now();
-        let id = req.id.clone().unwrap_or_else(|| format!("{}-{}-{:04x}", req.host, req.pid, rand::random::<u16>()));
+        let id = req
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}-{:04x}", req.host, req.pid, rand::random::<u16>()));
         let view = WorkerView {
             id: id.clone(),
             host: req.host,
@@ -44,7 +50,10 @@ impl WorkerRegistry {
             registered_at: now,
             last_seen_at: now,
         };
-        self.workers.lock().expect("registry lock").insert(id.clone(), view);
+        self.workers
+            .lock()
+            .expect("registry lock")
+            .insert(id.clone(), view);
         id
     }
 
@@ -65,7 +74,9 @@ impl WorkerRegistry {
     pub fn report(&self, id: &str, status: WorkerStatusRequest) -> bool {
         let now = self.clock.now();
         let mut workers = self.workers.lock().expect("registry lock");
-        let Some(w) = workers.get_mut(id) else { return false };
+        let Some(w) = workers.get_mut(id) else {
+            return false;
+        };
         w.health = status.health;
         w.running = status.running;
         w.succeeded = status.succeeded;
@@ -126,7 +137,10 @@ mod tests {
         assert_eq!(registry.list()[0].health, WorkerHealth::Healthy);
         clock.advance(FORGET_AFTER);
         assert!(registry.list().is_empty());
-        assert!(!registry.touch("w1"), "a forgotten worker must register again");
+        assert!(
+            !registry.touch("w1"),
+            "a forgotten worker must register again"
+        );
     }
 
     #[test]

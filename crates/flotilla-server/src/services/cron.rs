@@ -20,7 +20,11 @@ pub struct CronScheduler {
 impl CronScheduler {
     /// A scheduler ticking every `interval`.
     pub fn new(store: Arc<dyn Store>, broker: Arc<Broker>, interval: Duration) -> Self {
-        Self { store, broker, interval }
+        Self {
+            store,
+            broker,
+            interval,
+        }
     }
 }
 
@@ -32,7 +36,10 @@ impl Service for CronScheduler {
     }
 
     async fn tick(&self, now: Timestamp) -> StoreResult<TickReport> {
-        let report = self.store.cron_fire_due(MaintenanceParams { now, limit: BATCH }).await?;
+        let report = self
+            .store
+            .cron_fire_due(MaintenanceParams { now, limit: BATCH })
+            .await?;
         for (name, tick) in &report.skipped {
             tracing::warn!(schedule = %name, %tick, "cron tick skipped: older than its backfill window");
         }
@@ -42,6 +49,8 @@ impl Service for CronScheduler {
         if !report.fired.is_empty() {
             self.broker.wake_all();
         }
-        Ok(TickReport { touched: report.fired.len() as u64 })
+        Ok(TickReport {
+            touched: report.fired.len() as u64,
+        })
     }
 }

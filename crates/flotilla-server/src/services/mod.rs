@@ -53,7 +53,11 @@ pub trait Service: Send + Sync + 'static {
 
 /// Runs `service` every interval until `shutdown`; a tick that fills its batch is followed
 /// at once by another. Errors are logged and the service keeps going.
-pub async fn run_service<S: Service>(service: S, clock: Arc<dyn Clock>, shutdown: CancellationToken) {
+pub async fn run_service<S: Service>(
+    service: S,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) {
     let interval = service.interval();
     let jitter = interval.mul_f64(rand::random::<f64>() * 0.5);
     let mut wait = jitter;
@@ -65,9 +69,13 @@ pub async fn run_service<S: Service>(service: S, clock: Arc<dyn Clock>, shutdown
         wait = interval;
         match service.tick(clock.now()).await {
             Ok(report) if report.full() => wait = Duration::ZERO,
-            Ok(report) if report.touched > 0 => tracing::debug!(service = S::NAME, touched = report.touched, "tick"),
+            Ok(report) if report.touched > 0 => {
+                tracing::debug!(service = S::NAME, touched = report.touched, "tick")
+            }
             Ok(_) => {}
-            Err(e) => tracing::warn!(service = S::NAME, error = %e, "tick failed; retrying next interval"),
+            Err(e) => {
+                tracing::warn!(service = S::NAME, error = %e, "tick failed; retrying next interval")
+            }
         }
     }
 }

@@ -20,7 +20,11 @@ pub struct Promoter {
 impl Promoter {
     /// A promoter ticking every `interval`.
     pub fn new(store: Arc<dyn Store>, broker: Arc<Broker>, interval: Duration) -> Self {
-        Self { store, broker, interval }
+        Self {
+            store,
+            broker,
+            interval,
+        }
     }
 }
 
@@ -32,10 +36,15 @@ impl Service for Promoter {
     }
 
     async fn tick(&self, now: Timestamp) -> StoreResult<TickReport> {
-        let report = self.store.job_promote_due(MaintenanceParams { now, limit: BATCH }).await?;
+        let report = self
+            .store
+            .job_promote_due(MaintenanceParams { now, limit: BATCH })
+            .await?;
         for queue in &report.queues {
             self.broker.wake(queue);
         }
-        Ok(TickReport { touched: report.promoted })
+        Ok(TickReport {
+            touched: report.promoted,
+        })
     }
 }

@@ -29,7 +29,10 @@ impl Service for Pruner {
     }
 
     async fn tick(&self, now: Timestamp) -> StoreResult<TickReport> {
-        let pruned = self.store.job_prune(MaintenanceParams { now, limit: BATCH }).await?;
+        let pruned = self
+            .store
+            .job_prune(MaintenanceParams { now, limit: BATCH })
+            .await?;
         Ok(TickReport { touched: pruned })
     }
 }

@@ -20,7 +20,11 @@ pub struct Reaper {
 impl Reaper {
     /// A reaper ticking every `interval`.
     pub fn new(store: Arc<dyn Store>, broker: Arc<Broker>, interval: Duration) -> Self {
-        Self { store, broker, interval }
+        Self {
+            store,
+            broker,
+            interval,
+        }
     }
 }
 
@@ -32,13 +36,21 @@ impl Service for Reaper {
     }
 
     async fn tick(&self, now: Timestamp) -> StoreResult<TickReport> {
-        let report = self.store.job_reap_expired(MaintenanceParams { now, limit: BATCH }).await?;
+        let report = self
+            .store
+            .job_reap_expired(MaintenanceParams { now, limit: BATCH })
+            .await?;
         for queue in &report.queues {
             self.broker.wake(queue);
         }
         let touched = report.retried + report.dead + report.cancelled;
         if touched > 0 {
-            tracing::info!(retried = report.retried, dead = report.dead, cancelled = report.cancelled, "reaped expired leases");
+            tracing::info!(
+                retried = report.retried,
+                dead = report.dead,
+                cancelled = report.cancelled,
+                "reaped expired leases"
+            );
         }
         Ok(TickReport { touched })
     }

@@ -1,0 +1,166 @@
+//! A job's whole life over HTTP, as a worker in any language would drive it.
+
+use std::time::{Duration, Instant};
+
+use flotilla_api::testing::spawn;
+use serde_json::json;
+
+use crate::call;
+
+async fn register(url: &str, queues: &[&str]) -> String {
+    let body =
+        json!({"host": "test", "pid": 1, "queues": queues, "concurrency": 4, "version": "t"});
+    let (status, reg) = call("POST", format!("{url}/v1/workers"), Some(body), None).await;
+    assert_eq!(status, 200, "{reg}");
+    reg["worker_id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueue_poll_heartbeat_complete() {
+    let server = spawn(&["default"]).await;
+    let url = &server.url;
+    let worker = register(url, &["default"]).await;
+    let (status, accepted) = call(
+        "POST",
+        format!("{url}/v1/jobs"),
+        Some(json!({"queue": "default", "kind": "echo", "payload": {"n": 1}})),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, accepted["state"].as_str()),
+        (202, Some("available"))
+    );
+
+    let poll = json!({"worker_id": worker, "queues": ["default"], "max_jobs": 10, "wait_ms": 1000});
+    let (_, polled) = call("POST", format!("{url}/v1/poll"), Some(poll), None).await;
+    let job = &polled["jobs"][0];
+    assert_eq!(
+        (
+            job["id"].clone(),
+            job["payload"]["n"].clone(),
+            job["attempt"].clone()
+        ),
+        (accepted["id"].clone(), json!(1), json!(1))
+    );
+    let token = job["lease"]["token"].clone();
+
+    let beat = json!({"token": token, "progress": {"pct": 50}});
+    let (status, hb) = call(
+        "POST",
+        format!("{url}/v1/jobs/{}/heartbeat", job["id"]),
+        Some(beat),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, hb["cancel_requested"].as_bool()),
+        (200, Some(false))
+    );
+
+    let done = json!({"token": token, "result": {"echo": 1}});
+    let (status, ack) = call(
+        "POST",
+        format!("{url}/v1/jobs/{}/complete", job["id"]),
+        Some(done),
+        None,
+    )
+    .await;
+    assert_eq!((status, ack["state"].as_str()), (200, Some("succeeded")));
+    let (_, stored) = call("GET", format!("{url}/v1/jobs/{}", job["id"]), None, None).await;
+    assert_eq!(
+        (
+            stored["state"].as_str(),
+            stored["result"].clone(),
+            stored["progress"].clone()
+        ),
+        (Some("succeeded"), json!({"echo": 1}), json!({"pct": 50}))
+    );
+
+    let (status, workers) = call("GET", format!("{url}/v1/workers"), None, None).await;
+    assert_eq!(
+        (status, workers[0]["id"].as_str()),
+        (200, Some(worker.as_str()))
+    );
+}
+
+/// A waiting poll is woken by the enqueue itself, long before its wait ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_poll_is_woken_by_an_enqueue() {
+    let server = spawn(&["default"]).await;
+    let url = server.url.clone();
+    let worker = register(&url, &["default"]).await;
+    let poll_url = format!("{url}/v1/poll");
+    let poll = tokio::spawn(async move {
+        let body =
+            json!({"worker_id": worker, "queues": ["default"], "max_jobs": 1, "wait_ms": 15000});
+        call("POST", poll_url, Some(body), None).await
+    });
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while server.engine.broker.waiting() == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the poll starts waiting");
+    let enqueued = Instant::now();
+    call(
+        "POST",
+        format!("{url}/v1/jobs"),
+        Some(json!({"queue": "default", "kind": "k"})),
+        None,
+    )
+    .await;
+    let (status, polled) = poll.await.unwrap();
+    let latency = enqueued.elapsed();
+    assert_eq!(
+        (status, polled["jobs"].as_array().map(Vec::len)),
+        (200, Some(1))
+    );
+    // Woken, not timed out: the wait was 15 s.
+    assert!(latency < Duration::from_secs(5), "took {latency:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queues_are_served_in_strict_order_and_metrics_show_them() {
+    let server = spawn(&["high", "default", "low"]).await;
+    let url = &server.url;
+    let worker = register(url, &["high", "default", "low"]).await;
+    for queue in ["low", "default", "high"] {
+        call(
+            "POST",
+            format!("{url}/v1/jobs"),
+            Some(json!({"queue": queue, "kind": queue})),
+            None,
+        )
+        .await;
+    }
+    let poll = json!({"worker_id": worker, "queues": ["high", "default", "low"], "max_jobs": 3});
+    let (_, polled) = call("POST", format!("{url}/v1/poll"), Some(poll), None).await;
+    let kinds: Vec<&str> = polled["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["high", "default", "low"]);
+
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("flotilla_queue_jobs{queue=\"high\",state=\"running\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("flotilla_job_wait_seconds_count{queue=\"low\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("flotilla_jobs_enqueued_total{queue=\"default\"} 1"),
+        "{text}"
+    );
+}
