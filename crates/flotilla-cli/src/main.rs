@@ -1,8 +1,9 @@
-//! `flotilla`: the one binary. Today it runs the engine demo and the store benchmark; the
-//! server, worker and admin commands join it as they land.
+//! `flotilla`: the one binary: the server, the demo and the benchmarks.
 
 mod bench;
 mod demo;
+mod server;
+mod signals;
 
 use std::path::PathBuf;
 
@@ -12,12 +13,18 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "flotilla", version, about, long_about = None)]
 struct Cli {
+    /// Log format: human or json.
+    #[arg(long, global = true, default_value = "human", value_parser = ["human", "json"])]
+    log_format: String,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Runs the server: the /v1 HTTP API, the long-poll broker and the background services
+    /// (promoter, reaper, pruner, cron), on the configured store.
+    Server(server::ServerArgs),
     /// Runs a short end-to-end demo of the queue engine on an embedded SQLite store:
     /// enqueue, priorities, delays, retries into the dead-letter state, replay, unique
     /// jobs, fair groups and cron, printing what happens.
@@ -40,8 +47,23 @@ enum BenchCommand {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    match cli.command {
+        Command::Server(args) => server::run(args).await,
         Command::Demo { db } => demo::run(db).await,
         Command::Bench(BenchCommand::Store(args)) => bench::store(args).await,
+    }
+}
+
+/// Logs to stderr: human-readable or JSON lines, filtered by `RUST_LOG` (default `info`).
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
     }
 }

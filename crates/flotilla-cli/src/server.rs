@@ -1,0 +1,86 @@
+//! `flotilla server`: configuration (file → environment → flags), the store, the engine's
+//! services and the HTTP API, until SIGTERM or SIGINT.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use flotilla_api::{Auth, Limits};
+use flotilla_core::SystemClock;
+use flotilla_server::{Engine, ServerConfig};
+use flotilla_store::Store;
+use flotilla_store_sqlite::{SqliteOptions, SqliteStore};
+use tokio_util::sync::CancellationToken;
+
+/// Options of `flotilla server`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct ServerArgs {
+    /// Configuration file (default: ./flotilla.toml when it exists).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Address to listen on [env: FLOTILLA_LISTEN] (default 127.0.0.1:7070).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// The store, `sqlite:PATH` [env: FLOTILLA_STORE] (default sqlite:flotilla.db).
+    #[arg(long)]
+    store: Option<String>,
+}
+
+/// Resolves the configuration: file, then `FLOTILLA_*` variables, then flags.
+pub(crate) fn config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
+    let default_file = PathBuf::from("flotilla.toml");
+    let mut config = match &args.config {
+        Some(path) => ServerConfig::from_file(path)?,
+        None if default_file.exists() => ServerConfig::from_file(&default_file)?,
+        None => ServerConfig::default(),
+    };
+    config.apply_env(|k| std::env::var(k).ok())?;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(store) = &args.store {
+        config.store.clone_from(store);
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+/// Opens the store a `sqlite:PATH` URL names.
+pub(crate) fn open_store(url: &str, max_payload_bytes: usize) -> anyhow::Result<Arc<dyn Store>> {
+    let Some(path) = url.strip_prefix("sqlite:") else {
+        bail!("unsupported store {url:?}: use sqlite:PATH (PostgreSQL is not available yet)");
+    };
+    let options = SqliteOptions { max_payload_bytes, ..SqliteOptions::default() };
+    let store = SqliteStore::open(path, options).with_context(|| format!("opening the store {url}"))?;
+    Ok(Arc::new(store))
+}
+
+pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let config = config(&args)?;
+    if config.tls.is_some() {
+        bail!("TLS is configured, but this build serves plain HTTP only; remove [tls] or terminate TLS in front");
+    }
+    let tokens = config.resolve_tokens(|k| std::env::var(k).ok())?;
+    let store = open_store(&config.store, config.max_payload_bytes)?;
+    let engine = Engine::new(store, Arc::new(SystemClock));
+    engine.apply(&config).await.context("applying the configured queues and cron schedules")?;
+
+    let shutdown = CancellationToken::new();
+    let services = engine.start_services(&config.services, &shutdown);
+    let limits = Limits { max_body_bytes: config.max_body_bytes, request_timeout: config.request_timeout };
+    let app = flotilla_api::router(engine, Auth::new(tokens), limits);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, store = %config.store, "flotilla server ready");
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        crate::signals::terminated().await;
+        tracing::info!("shutting down: finishing requests in flight");
+        stop.cancel();
+    });
+    axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await?;
+    services.join_all().await;
+    Ok(())
+}
