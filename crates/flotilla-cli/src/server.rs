@@ -51,24 +51,36 @@ pub(crate) fn open_store(url: &str, max_payload_bytes: usize) -> anyhow::Result<
     let Some(path) = url.strip_prefix("sqlite:") else {
         bail!("unsupported store {url:?}: use sqlite:PATH (PostgreSQL is not available yet)");
     };
-    let options = SqliteOptions { max_payload_bytes, ..SqliteOptions::default() };
-    let store = SqliteStore::open(path, options).with_context(|| format!("opening the store {url}"))?;
+    let options = SqliteOptions {
+        max_payload_bytes,
+        ..SqliteOptions::default()
+    };
+    let store =
+        SqliteStore::open(path, options).with_context(|| format!("opening the store {url}"))?;
     Ok(Arc::new(store))
 }
 
 pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let config = config(&args)?;
     if config.tls.is_some() {
-        bail!("TLS is configured, but this build serves plain HTTP only; remove [tls] or terminate TLS in front");
+        bail!(
+            "TLS is configured, but this build serves plain HTTP only; remove [tls] or terminate TLS in front"
+        );
     }
     let tokens = config.resolve_tokens(|k| std::env::var(k).ok())?;
     let store = open_store(&config.store, config.max_payload_bytes)?;
     let engine = Engine::new(store, Arc::new(SystemClock));
-    engine.apply(&config).await.context("applying the configured queues and cron schedules")?;
+    engine
+        .apply(&config)
+        .await
+        .context("applying the configured queues and cron schedules")?;
 
     let shutdown = CancellationToken::new();
     let services = engine.start_services(&config.services, &shutdown);
-    let limits = Limits { max_body_bytes: config.max_body_bytes, request_timeout: config.request_timeout };
+    let limits = Limits {
+        max_body_bytes: config.max_body_bytes,
+        request_timeout: config.request_timeout,
+    };
     let app = flotilla_api::router(engine, Auth::new(tokens), limits);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -80,7 +92,9 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tracing::info!("shutting down: finishing requests in flight");
         stop.cancel();
     });
-    axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await?;
     services.join_all().await;
     Ok(())
 }

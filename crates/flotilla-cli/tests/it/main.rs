@@ -1,0 +1,4 @@
+//! End-to-end tests of the `flotilla` binary: real server processes on loopback ports.
+
+mod python_example;
+mod support;
