@@ -1,9 +1,12 @@
 //! `flotilla`: the one binary: the server, the demo and the benchmarks.
 
 mod bench;
+mod bench_e2e;
 mod demo;
+mod remote;
 mod server;
 mod signals;
+mod worker;
 
 use std::path::PathBuf;
 
@@ -33,6 +36,41 @@ enum Command {
         #[arg(long)]
         db: Option<PathBuf>,
     },
+    /// Runs a worker: built-in handlers, or any program with --exec.
+    Worker(worker::WorkerArgs),
+    /// Enqueues a job, or a batch of jobs read as JSON lines from stdin.
+    Enqueue {
+        #[command(flatten)]
+        remote: remote::Remote,
+        #[command(flatten)]
+        args: remote::EnqueueArgs,
+    },
+    /// Lists, shows, cancels and retries jobs.
+    Jobs {
+        #[command(flatten)]
+        remote: remote::Remote,
+        #[command(subcommand)]
+        command: remote::JobsCommand,
+    },
+    /// Lists queues; pauses and resumes them.
+    Queues {
+        #[command(flatten)]
+        remote: remote::Remote,
+        #[command(subcommand)]
+        command: remote::QueuesCommand,
+    },
+    /// Lists, replays and purges dead jobs.
+    Dead {
+        #[command(flatten)]
+        remote: remote::Remote,
+        #[command(subcommand)]
+        command: remote::DeadCommand,
+    },
+    /// Lists registered workers with their health and current jobs.
+    Workers {
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
     /// Measures throughput and prints the figures.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -43,16 +81,36 @@ enum BenchCommand {
     /// The store in-process: batched and concurrent enqueues, batched claim+complete at
     /// small and large queue depths, and peak memory.
     Store(bench::StoreBenchArgs),
+    /// A server and worker processes on loopback: HTTP enqueue, drain, enqueue→start
+    /// latency, and a kill -9 crash run.
+    E2e(bench_e2e::E2eBenchArgs),
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_format);
-    match cli.command {
+    match run(cli.command).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Server(args) => server::run(args).await,
+        Command::Worker(args) => worker::run(args).await,
+        Command::Enqueue { remote, args } => remote::enqueue(&remote, args).await,
+        Command::Jobs { remote, command } => remote::jobs(&remote, command).await,
+        Command::Queues { remote, command } => remote::queues(&remote, command).await,
+        Command::Dead { remote, command } => remote::dead(&remote, command).await,
+        Command::Workers { remote } => remote::workers(&remote).await,
         Command::Demo { db } => demo::run(db).await,
         Command::Bench(BenchCommand::Store(args)) => bench::store(args).await,
+        Command::Bench(BenchCommand::E2e(args)) => bench_e2e::run(args).await,
     }
 }
 

@@ -62,11 +62,6 @@ pub(crate) fn open_store(url: &str, max_payload_bytes: usize) -> anyhow::Result<
 
 pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let config = config(&args)?;
-    if config.tls.is_some() {
-        bail!(
-            "TLS is configured, but this build serves plain HTTP only; remove [tls] or terminate TLS in front"
-        );
-    }
     let tokens = config.resolve_tokens(|k| std::env::var(k).ok())?;
     let store = open_store(&config.store, config.max_payload_bytes)?;
     let engine = Engine::new(store, Arc::new(SystemClock));
@@ -82,19 +77,64 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         request_timeout: config.request_timeout,
     };
     let app = flotilla_api::router(engine, Auth::new(tokens), limits);
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("listening on {}", config.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, store = %config.store, "flotilla server ready");
     let stop = shutdown.clone();
     tokio::spawn(async move {
         crate::signals::terminated().await;
         tracing::info!("shutting down: finishing requests in flight");
         stop.cancel();
     });
+    match &config.tls {
+        None => serve_plain(&config, app, &shutdown).await?,
+        Some(tls) => serve_tls(&config, tls, app, &shutdown).await?,
+    }
+    services.join_all().await;
+    Ok(())
+}
+
+async fn serve_plain(
+    config: &ServerConfig,
+    app: axum::Router,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, store = %config.store, tls = false, "flotilla server ready");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await?;
-    services.join_all().await;
+    Ok(())
+}
+
+/// HTTPS with rustls (the `ring` provider), from PEM certificate-chain and key files.
+async fn serve_tls(
+    config: &ServerConfig,
+    tls: &flotilla_server::config::TlsConfig,
+    app: axum::Router,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+        .await
+        .with_context(|| {
+            format!(
+                "loading TLS certificate {} and key {}",
+                tls.cert.display(),
+                tls.key.display()
+            )
+        })?;
+    let handle = axum_server::Handle::new();
+    let server = axum_server::bind_rustls(config.listen, rustls)
+        .handle(handle.clone())
+        .serve(app.into_make_service());
+    let server = tokio::spawn(server);
+    let Some(listen) = handle.listening().await else {
+        server.await??;
+        anyhow::bail!("cannot listen on {}", config.listen);
+    };
+    tracing::info!(listen = %listen, store = %config.store, tls = true, "flotilla server ready");
+    shutdown.cancelled().await;
+    handle.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
+    server.await??;
     Ok(())
 }

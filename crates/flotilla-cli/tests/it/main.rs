@@ -2,3 +2,4 @@
 
 mod python_example;
 mod support;
+mod tls;

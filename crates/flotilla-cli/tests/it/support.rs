@@ -19,6 +19,11 @@ impl ServerProcess {
     /// Starts a server on a free loopback port with its store in `dir`, and waits for its
     /// "ready" log line.
     pub(crate) fn start(dir: &Path) -> Self {
+        Self::start_with(dir, &[], "http")
+    }
+
+    /// Like [`ServerProcess::start`], with more arguments and the URL scheme to expect.
+    pub(crate) fn start_with(dir: &Path, args: &[&str], scheme: &str) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -26,6 +31,7 @@ impl ServerProcess {
             .port();
         let mut child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
             .args(["server", "--listen", &format!("127.0.0.1:{port}")])
+            .args(args)
             .arg("--store")
             .arg(format!("sqlite:{}", dir.join("flotilla.db").display()))
             .env("RUST_LOG", "info")
@@ -46,7 +52,7 @@ impl ServerProcess {
             .expect("the server reports ready");
         Self {
             child,
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("{scheme}://127.0.0.1:{port}"),
         }
     }
 }

@@ -1,0 +1,281 @@
+//! `flotilla bench e2e`: a real server and real worker processes on loopback, measured from
+//! outside: HTTP enqueue (single requests and batches), drain by one worker process,
+//! enqueue→start latency at a steady rate, and a crash run (kill -9 of a worker).
+//! Prints figures; asserts nothing.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use flotilla_client::Client;
+use flotilla_core::{JobState, NewJob};
+use flotilla_proto::{EnqueueBatchRequest, JobListQuery};
+use serde_json::json;
+
+/// Options of `flotilla bench e2e`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct E2eBenchArgs {
+    /// Jobs for the enqueue and drain figures.
+    #[arg(long, default_value_t = 20_000)]
+    jobs: usize,
+    /// Seconds of steady enqueueing for the latency figure.
+    #[arg(long, default_value_t = 20)]
+    latency_secs: u64,
+    /// Enqueue rate for the latency figure, jobs per second.
+    #[arg(long, default_value_t = 200)]
+    rate: u64,
+    /// Jobs of the crash run.
+    #[arg(long, default_value_t = 2_000)]
+    crash_jobs: usize,
+}
+
+const QUEUE: &str = "bench";
+const LEASE_SECS: u64 = 5;
+
+/// A child process killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub(crate) async fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let _server = start_server(dir.path(), port)?;
+    let client = Client::new(&url, None)?;
+    wait_ready(&client).await?;
+    println!(
+        "flotilla bench e2e: server + worker processes on loopback, SQLite store (every commit fsynced)"
+    );
+
+    let start = Instant::now();
+    for i in 0..args.jobs {
+        client.enqueue(&noop(i)).await?;
+    }
+    report(
+        "HTTP enqueue, one request per job, 1 producer",
+        args.jobs,
+        start.elapsed(),
+    );
+
+    let start = Instant::now();
+    for chunk in (0..args.jobs).collect::<Vec<_>>().chunks(1000) {
+        client
+            .enqueue_batch(&EnqueueBatchRequest {
+                jobs: chunk.iter().map(|i| noop(*i)).collect(),
+            })
+            .await?;
+    }
+    report("HTTP enqueue, batches of 1,000", args.jobs, start.elapsed());
+
+    // Drain: 2 × jobs are queued now; time one worker process (concurrency 10) on all.
+    let queued = counts(&client).await?.available;
+    let start = Instant::now();
+    let worker = start_worker(&url, 10)?;
+    wait_for(&client, |c| c.succeeded >= queued, Duration::from_secs(600)).await?;
+    report(
+        "drain by 1 worker process, concurrency 10",
+        queued as usize,
+        start.elapsed(),
+    );
+
+    latency(&client, &args).await?;
+    drop(worker);
+    crash(&client, &url, &args).await
+}
+
+fn noop(i: usize) -> NewJob {
+    NewJob::new(QUEUE, "noop", json!({ "i": i }))
+}
+
+fn start_server(dir: &Path, port: u16) -> anyhow::Result<Proc> {
+    let config = dir.join("flotilla.toml");
+    std::fs::write(
+        &config,
+        format!("[[queues]]\nname = \"{QUEUE}\"\nlease = \"{LEASE_SECS}s\"\n"),
+    )?;
+    let child = Command::new(std::env::current_exe()?)
+        .args([
+            "server",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--config",
+        ])
+        .arg(&config)
+        .arg("--store")
+        .arg(format!("sqlite:{}", dir.join("bench.db").display()))
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting the server")?;
+    Ok(Proc(child))
+}
+
+fn start_worker(url: &str, concurrency: u32) -> anyhow::Result<Proc> {
+    let child = Command::new(std::env::current_exe()?)
+        .args([
+            "worker",
+            "--url",
+            url,
+            "--queues",
+            QUEUE,
+            "--concurrency",
+            &concurrency.to_string(),
+        ])
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting a worker")?;
+    Ok(Proc(child))
+}
+
+async fn wait_ready(client: &Client) -> anyhow::Result<()> {
+    for _ in 0..300 {
+        if client.healthz().await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("the server did not become ready")
+}
+
+async fn counts(client: &Client) -> anyhow::Result<flotilla_store::StateCounts> {
+    Ok(client.queue(QUEUE).await?.counts)
+}
+
+async fn wait_for(
+    client: &Client,
+    done: impl Fn(&flotilla_store::StateCounts) -> bool,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    let start = Instant::now();
+    while !done(&counts(client).await?) {
+        if start.elapsed() > limit {
+            bail!("gave up after {limit:?}: {:?}", counts(client).await?);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+/// Enqueue→start latency at a steady rate, from the jobs' own timestamps.
+async fn latency(client: &Client, args: &E2eBenchArgs) -> anyhow::Result<()> {
+    let total = (args.rate * args.latency_secs) as usize;
+    let before = counts(client).await?.succeeded;
+    let tick = Duration::from_secs_f64(1.0 / args.rate as f64);
+    let start = tokio::time::Instant::now();
+    let mut ids = Vec::with_capacity(total);
+    for i in 0..total {
+        tokio::time::sleep_until(start + tick * i as u32).await;
+        ids.push(client.enqueue(&noop(i)).await?.id);
+    }
+    wait_for(
+        client,
+        |c| c.succeeded >= before + total as u64,
+        Duration::from_secs(60),
+    )
+    .await?;
+    let mut waits = Vec::with_capacity(total);
+    for id in ids {
+        let job = client.job(id).await?;
+        let started = job
+            .attempted_at
+            .context("a finished job has a start time")?;
+        waits.push((started - job.created_at).to_std().unwrap_or_default());
+    }
+    waits.sort();
+    let at = |p: f64| waits[((waits.len() as f64 * p) as usize).min(waits.len() - 1)];
+    println!(
+        "  {:<52} p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  max {:.2} ms  ({} jobs at {}/s)",
+        "enqueue→start latency",
+        ms(at(0.50)),
+        ms(at(0.95)),
+        ms(at(0.99)),
+        ms(*waits.last().unwrap_or(&Duration::ZERO)),
+        total,
+        args.rate
+    );
+    Ok(())
+}
+
+/// kill -9 of the worker at about 30 %, then a new worker finishes the run.
+async fn crash(client: &Client, url: &str, args: &E2eBenchArgs) -> anyhow::Result<()> {
+    let before = counts(client).await?.succeeded;
+    let jobs: Vec<NewJob> = (0..args.crash_jobs)
+        .map(|i| NewJob::new(QUEUE, "sleep", json!({ "ms": 20, "i": i })))
+        .collect();
+    let mut ids = Vec::new();
+    for chunk in jobs.chunks(1000) {
+        ids.extend(
+            client
+                .enqueue_batch(&EnqueueBatchRequest {
+                    jobs: chunk.to_vec(),
+                })
+                .await?
+                .jobs
+                .into_iter()
+                .map(|j| j.id),
+        );
+    }
+    let mut worker = start_worker(url, 10)?;
+    let target = before + (args.crash_jobs as u64 * 3 / 10);
+    wait_for(client, |c| c.succeeded >= target, Duration::from_secs(120)).await?;
+    worker.0.kill()?; // SIGKILL
+    let killed = Instant::now();
+    let in_flight = counts(client).await?.running;
+    let _next = start_worker(url, 10)?;
+    wait_for(
+        client,
+        |c| c.running == 0 && c.available == 0 && c.scheduled == 0,
+        Duration::from_secs(120),
+    )
+    .await?;
+    let finished = killed.elapsed();
+    let (mut lost, mut duplicated, mut last_retry) = (0, 0, None);
+    for id in &ids {
+        let job = client.job(*id).await?;
+        if job.state != JobState::Succeeded {
+            lost += 1;
+        }
+        if job.attempt > 1 {
+            duplicated += 1;
+            last_retry = last_retry.max(job.attempted_at);
+        }
+    }
+    let recovery = last_retry.map(|t| {
+        (t - (chrono::Utc::now() - chrono::Duration::from_std(finished).unwrap_or_default()))
+            .to_std()
+            .unwrap_or_default()
+    });
+    println!(
+        "  {:<52} lost {lost}, run twice {duplicated} (in flight at the kill: {in_flight}), recovery {}, all done {:.1} s after the kill (lease {LEASE_SECS} s)",
+        format!(
+            "crash run: {} jobs, kill -9 of the worker at 30%",
+            args.crash_jobs
+        ),
+        recovery.map_or("-".into(), |d| format!("{:.2} s", d.as_secs_f64())),
+        finished.as_secs_f64()
+    );
+    let _ = JobListQuery::default();
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn report(what: &str, jobs: usize, took: Duration) {
+    let secs = took.as_secs_f64();
+    println!(
+        "  {what:<52} {jobs:>7} jobs in {secs:>6.2} s = {:>8.0} jobs/s",
+        jobs as f64 / secs
+    );
+}

@@ -1,0 +1,89 @@
+//! `flotilla worker`: runs the built-in handlers, or any program with `--exec`, pulling work
+//! from a server over HTTP until SIGTERM/SIGINT (then drains and exits 0).
+//!
+//! Built-in kinds (the media handlers join them in a later release):
+//! - `noop`: does nothing, returns `{}`;
+//! - `echo`: returns its payload;
+//! - `sleep`: waits `payload.ms` milliseconds (stops early when cancelled);
+//! - `fail`: fails with `payload.message`, retryable unless `payload.retryable` is false.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use flotilla_worker::{ExecHandler, JobContext, JobError, Worker};
+use serde_json::{Value, json};
+
+use crate::remote::Remote;
+
+/// Options of `flotilla worker`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct WorkerArgs {
+    #[command(flatten)]
+    remote: Remote,
+    /// Queues to serve, in strict priority order.
+    #[arg(long, value_delimiter = ',', default_value = "default")]
+    queues: Vec<String>,
+    /// Jobs run at once.
+    #[arg(long, default_value_t = 4)]
+    concurrency: u32,
+    /// Run this shell command for every job (payload on stdin, FLOTILLA_JOB_* variables,
+    /// stdout is the result, a non-zero exit is a failure) instead of the built-in handlers.
+    #[arg(long)]
+    exec: Option<String>,
+    /// Serve /healthz, /readyz and /metrics on this address.
+    #[arg(long)]
+    health_addr: Option<SocketAddr>,
+    /// A stable worker id (kept across restarts); one is made when absent.
+    #[arg(long)]
+    id: Option<String>,
+    /// On SIGTERM, how long running jobs may take to finish before they are handed back.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    shutdown_grace: Duration,
+}
+
+pub(crate) async fn run(args: WorkerArgs) -> anyhow::Result<()> {
+    let client = flotilla_client::Client::new(args.remote.url(), args.remote.token())?;
+    let mut builder = Worker::builder(client)
+        .queues(args.queues)
+        .concurrency(args.concurrency)
+        .shutdown_grace(args.shutdown_grace)
+        .version(env!("CARGO_PKG_VERSION"));
+    if let Some(id) = args.id {
+        builder = builder.worker_id(id);
+    }
+    if let Some(addr) = args.health_addr {
+        builder = builder.health_addr(addr);
+    }
+    builder = match args.exec {
+        Some(command) => builder.default_handler(ExecHandler::new(command)),
+        None => builder
+            .handler("noop", |_ctx: JobContext| async { Ok(json!({})) })
+            .handler("echo", |ctx: JobContext| async move {
+                Ok(ctx.payload().clone())
+            })
+            .handler("sleep", sleep)
+            .handler("fail", fail),
+    };
+    builder.build()?.run_until_signal().await?;
+    Ok(())
+}
+
+async fn sleep(ctx: JobContext) -> Result<Value, JobError> {
+    let ms = ctx.payload()["ms"].as_u64().unwrap_or(1000);
+    tokio::select! {
+        () = tokio::time::sleep(Duration::from_millis(ms)) => Ok(json!({ "slept_ms": ms })),
+        () = ctx.cancelled() => Err(JobError::retryable("cancelled while sleeping")),
+    }
+}
+
+async fn fail(ctx: JobContext) -> Result<Value, JobError> {
+    let message = ctx.payload()["message"]
+        .as_str()
+        .unwrap_or("failed on purpose")
+        .to_owned();
+    if ctx.payload()["retryable"] == json!(false) {
+        Err(JobError::fatal(message))
+    } else {
+        Err(JobError::retryable(message))
+    }
+}
