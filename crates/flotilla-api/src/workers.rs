@@ -245,6 +245,8 @@ async fn complete_many(
     for (id, _) in ids.iter().zip(&results).filter(|(_, r)| r.is_ok()) {
         s.metrics.ended(*id);
     }
+    // A finished job frees a slot of a limited queue.
+    s.engine.broker.wake_limited();
     Ok(results
         .into_iter()
         .map(|r| r.map(|()| JobState::Succeeded).map_err(ApiError::from))
@@ -267,6 +269,8 @@ async fn fail_many(
     for (id, _) in ids.iter().zip(&results).filter(|(_, r)| r.is_ok()) {
         s.metrics.ended(*id);
     }
+    // A finished job frees a slot of a limited queue.
+    s.engine.broker.wake_limited();
     if results.iter().any(|r| matches!(r, Ok(JobState::Available))) {
         // A retry that is due at once: wake the waiting workers.
         s.engine.broker.wake_all();

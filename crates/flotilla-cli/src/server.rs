@@ -10,7 +10,7 @@ use flotilla_api::{Auth, Limits};
 use flotilla_core::SystemClock;
 use flotilla_server::{Engine, ServerConfig};
 use flotilla_store::Store;
-use flotilla_store_sqlite::{SqliteOptions, SqliteStore};
+use flotilla_store_sqlite::{Durability, SqliteOptions, SqliteStore};
 use tokio_util::sync::CancellationToken;
 
 /// Options of `flotilla server`.
@@ -47,12 +47,17 @@ pub(crate) fn config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
 }
 
 /// Opens the store a `sqlite:PATH` URL names.
-pub(crate) fn open_store(url: &str, max_payload_bytes: usize) -> anyhow::Result<Arc<dyn Store>> {
+pub(crate) fn open_store(
+    url: &str,
+    max_payload_bytes: usize,
+    durability: Durability,
+) -> anyhow::Result<Arc<dyn Store>> {
     let Some(path) = url.strip_prefix("sqlite:") else {
         bail!("unsupported store {url:?}: use sqlite:PATH (PostgreSQL is not available yet)");
     };
     let options = SqliteOptions {
         max_payload_bytes,
+        durability,
         ..SqliteOptions::default()
     };
     let store =
@@ -63,7 +68,7 @@ pub(crate) fn open_store(url: &str, max_payload_bytes: usize) -> anyhow::Result<
 pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let config = config(&args)?;
     let tokens = config.resolve_tokens(|k| std::env::var(k).ok())?;
-    let store = open_store(&config.store, config.max_payload_bytes)?;
+    let store = open_store(&config.store, config.max_payload_bytes, config.durability)?;
     let engine = Engine::new(store, Arc::new(SystemClock));
     engine
         .apply(&config)

@@ -5,7 +5,7 @@
 //! then it waits on those notifications with its deadline. Whatever makes jobs available
 //! (an enqueue, a promotion, a retry, a replay, a reaped lease) calls [`Broker::wake`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,6 +25,9 @@ pub struct Broker {
     clock: Arc<dyn Clock>,
     queues: Mutex<HashMap<String, Arc<Notify>>>,
     waiting: AtomicUsize,
+    /// Queues with a concurrency or rate limit: a finished job or time passing can make
+    /// work claimable there without any new job, so they are woken on those too.
+    limited: Mutex<HashSet<String>>,
 }
 
 impl Broker {
@@ -35,6 +38,7 @@ impl Broker {
             clock,
             queues: Mutex::new(HashMap::new()),
             waiting: AtomicUsize::new(0),
+            limited: Mutex::new(HashSet::new()),
         }
     }
 
@@ -51,6 +55,31 @@ impl Broker {
     /// How many polls are waiting for work right now.
     pub fn waiting(&self) -> usize {
         self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Notes whether `queue` has a concurrency, group or rate limit.
+    pub fn set_limited(&self, queue: &str, limited: bool) {
+        let mut set = self.limited.lock().expect("broker lock");
+        if limited {
+            set.insert(queue.to_owned());
+        } else {
+            set.remove(queue);
+        }
+    }
+
+    /// Wakes the polls waiting on limited queues: a job ended, or time passed, so a limit
+    /// may have room again.
+    pub fn wake_limited(&self) {
+        let limited: Vec<String> = self
+            .limited
+            .lock()
+            .expect("broker lock")
+            .iter()
+            .cloned()
+            .collect();
+        for queue in limited {
+            self.wake(&queue);
+        }
     }
 
     /// Wakes every waiting poll.

@@ -87,6 +87,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// The store: `sqlite:PATH`.
     pub store: String,
+    /// `full` (default: acknowledged means fsynced) or `relaxed` (acknowledged means
+    /// written; survives a crash of the process, not of the machine).
+    pub durability: flotilla_store::Durability,
     /// Largest job payload, in bytes.
     pub max_payload_bytes: usize,
     /// Largest request body, in bytes (batches).
@@ -111,6 +114,7 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
             store: "sqlite:flotilla.db".into(),
+            durability: flotilla_store::Durability::Full,
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
             max_body_bytes: 16 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),

@@ -58,6 +58,10 @@ impl Engine {
     pub async fn apply(&self, config: &ServerConfig) -> StoreResult<()> {
         for queue in &config.queues {
             self.store.queue_upsert(queue.clone()).await?;
+            let limited = queue.concurrency.is_some()
+                || queue.group_concurrency.is_some()
+                || queue.rate_limit.is_some();
+            self.broker.set_limited(&queue.name, limited);
         }
         for schedule in &config.cron {
             self.store

@@ -1,7 +1,7 @@
 //! Flotilla's embedded default store: one SQLite file, zero set-up.
 //!
 //! Durable by default: WAL with `synchronous = FULL`, so a call returns only after its
-//! transaction is fsynced. One writer thread owns the write connection and commits every
+//! transaction is fsynced ([`Durability::Relaxed`] trades that for speed, explicitly). One writer thread owns the write connection and commits every
 //! waiting call together (group commit, see [`writer`]); reads run on a small pool of read
 //! connections, which WAL lets proceed while the writer writes.
 //!
@@ -43,6 +43,8 @@ use flotilla_core::{
     CronSchedule, DEFAULT_MAX_PAYLOAD_BYTES, Job, JobId, JobState, QueueConfig, Timestamp,
 };
 use flotilla_store::*;
+
+pub use flotilla_store::Durability;
 use rusqlite::Connection;
 
 use writer::WriterHandle;
@@ -54,6 +56,8 @@ pub struct SqliteOptions {
     pub max_payload_bytes: usize,
     /// Read connections kept open.
     pub readers: usize,
+    /// When a commit counts as done.
+    pub durability: Durability,
 }
 
 impl Default for SqliteOptions {
@@ -61,6 +65,7 @@ impl Default for SqliteOptions {
         Self {
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
             readers: 4,
+            durability: Durability::Full,
         }
     }
 }
@@ -80,7 +85,7 @@ impl SqliteStore {
     pub fn open(path: impl AsRef<Path>, options: SqliteOptions) -> StoreResult<Self> {
         let path = path.as_ref().to_path_buf();
         let lock = schema::lock_file(&path)?;
-        let conn = schema::open_writer(&path)?;
+        let conn = schema::open_writer(&path, options.durability)?;
         let writer = WriterHandle::spawn(conn)?;
         let readers = Arc::new(Readers {
             path,

@@ -38,7 +38,7 @@ pub(crate) fn lock_file(path: &Path) -> StoreResult<File> {
 }
 
 /// The write connection: WAL, fsync at every commit, migrations applied.
-pub(crate) fn open_writer(path: &Path) -> StoreResult<Connection> {
+pub(crate) fn open_writer(path: &Path, durability: crate::Durability) -> StoreResult<Connection> {
     // Owned by the writer thread alone, so SQLite's own mutexes are not needed.
     let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
         | rusqlite::OpenFlags::SQLITE_OPEN_CREATE
@@ -46,13 +46,18 @@ pub(crate) fn open_writer(path: &Path) -> StoreResult<Connection> {
     let mut conn = Connection::open_with_flags(path, flags).map_err(sql_err)?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = OFF;
          PRAGMA temp_store = MEMORY;
          PRAGMA cache_size = -4096;
          PRAGMA busy_timeout = 5000;",
     )
     .map_err(sql_err)?;
+    let synchronous = match durability {
+        crate::Durability::Full => "FULL",
+        crate::Durability::Relaxed => "NORMAL",
+    };
+    conn.execute_batch(&format!("PRAGMA synchronous = {synchronous};"))
+        .map_err(sql_err)?;
     conn.set_prepared_statement_cache_capacity(128);
     migrate(&mut conn)?;
     Ok(conn)

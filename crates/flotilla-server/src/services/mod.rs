@@ -102,7 +102,7 @@ impl Default for ServiceIntervals {
     fn default() -> Self {
         Self {
             promote: Duration::from_millis(200),
-            reap: Duration::from_secs(1),
+            reap: Duration::from_millis(250),
             prune: Duration::from_secs(60),
             cron: Duration::from_secs(1),
         }

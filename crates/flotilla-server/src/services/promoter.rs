@@ -43,6 +43,8 @@ impl Service for Promoter {
         for queue in &report.queues {
             self.broker.wake(queue);
         }
+        // Rate limits refill with time: give waiting polls on limited queues another try.
+        self.broker.wake_limited();
         Ok(TickReport {
             touched: report.promoted,
         })
