@@ -10,7 +10,7 @@ use flotilla_core::{Clock, NewJob, QueueConfig, SystemClock};
 use flotilla_store::{
     Completion, JobClaimParams, JobCompleteManyParams, JobInsertManyParams, Store,
 };
-use flotilla_store_sqlite::{SqliteOptions, SqliteStore};
+use flotilla_store_sqlite::{Durability, SqliteOptions, SqliteStore};
 use serde_json::json;
 
 /// Options of `flotilla bench store`.
@@ -40,6 +40,9 @@ pub(crate) struct StoreBenchArgs {
     /// Jobs claimed+completed at each depth.
     #[arg(long, default_value_t = 30_000)]
     depth_jobs: usize,
+    /// `full` (every commit fsynced, the default) or `relaxed`.
+    #[arg(long, default_value = "full", value_parser = ["full", "relaxed"])]
+    durability: String,
 }
 
 const QUEUE: &str = "bench";
@@ -53,12 +56,12 @@ pub(crate) async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
             tmp.path().to_path_buf()
         }
     };
-    println!(
-        "flotilla bench store: SQLite, WAL, synchronous=FULL (every commit fsynced), {} cores",
-        cores()
-    );
+    let durability = if args.durability == "relaxed" { Durability::Relaxed } else { Durability::Full };
+    println!("flotilla bench store: SQLite, WAL, durability {durability:?}, {} cores", cores());
 
-    let store = open(&dir, "enqueue.db").await?;
+    let store = open(&dir, "enqueue.db", durability).await?;
+    let secs = timed(enqueue_singles(&store, args.single_jobs / 5, 1)).await?;
+    report("enqueue, single, 1 sequential producer", args.single_jobs / 5, secs);
     let secs = timed(enqueue_batches(&store, args.batch_jobs, 1000)).await?;
     report("enqueue, batches of 1,000", args.batch_jobs, secs);
     let secs = timed(enqueue_singles(&store, args.single_jobs, args.producers)).await?;
@@ -70,7 +73,7 @@ pub(crate) async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
     drop(store);
 
     for claimers in [1, args.claimers] {
-        let store = open(&dir, &format!("drain{claimers}.db")).await?;
+        let store = open(&dir, &format!("drain{claimers}.db"), durability).await?;
         enqueue_batches(&store, args.drain_jobs, 1000).await?;
         let secs = timed(drain(&store, claimers, 100)).await?;
         report(
@@ -82,7 +85,7 @@ pub(crate) async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
 
     let mut rates = Vec::new();
     for depth in [1_000, args.deep] {
-        let store = open(&dir, &format!("depth{depth}.db")).await?;
+        let store = open(&dir, &format!("depth{depth}.db"), durability).await?;
         enqueue_batches(&store, depth, 1000).await?;
         let secs = at_depth(&store, args.depth_jobs, 100).await?;
         rates.push(args.depth_jobs as f64 / secs);
@@ -101,12 +104,12 @@ pub(crate) async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn open(dir: &std::path::Path, name: &str) -> anyhow::Result<Arc<dyn Store>> {
+async fn open(dir: &std::path::Path, name: &str, durability: Durability) -> anyhow::Result<Arc<dyn Store>> {
     let path = dir.join(name);
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
-    let store = SqliteStore::open(&path, SqliteOptions::default())
+    let store = SqliteStore::open(&path, SqliteOptions { durability, ..SqliteOptions::default() })
         .with_context(|| format!("opening {}", path.display()))?;
     store.queue_upsert(QueueConfig::new(QUEUE)).await?;
     Ok(Arc::new(store))
