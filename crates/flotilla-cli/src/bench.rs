@@ -56,12 +56,23 @@ pub(crate) async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
             tmp.path().to_path_buf()
         }
     };
-    let durability = if args.durability == "relaxed" { Durability::Relaxed } else { Durability::Full };
-    println!("flotilla bench store: SQLite, WAL, durability {durability:?}, {} cores", cores());
+    let durability = if args.durability == "relaxed" {
+        Durability::Relaxed
+    } else {
+        Durability::Full
+    };
+    println!(
+        "flotilla bench store: SQLite, WAL, durability {durability:?}, {} cores",
+        cores()
+    );
 
     let store = open(&dir, "enqueue.db", durability).await?;
     let secs = timed(enqueue_singles(&store, args.single_jobs / 5, 1)).await?;
-    report("enqueue, single, 1 sequential producer", args.single_jobs / 5, secs);
+    report(
+        "enqueue, single, 1 sequential producer",
+        args.single_jobs / 5,
+        secs,
+    );
     let secs = timed(enqueue_batches(&store, args.batch_jobs, 1000)).await?;
     report("enqueue, batches of 1,000", args.batch_jobs, secs);
     let secs = timed(enqueue_singles(&store, args.single_jobs, args.producers)).await?;
@@ -104,13 +115,23 @@ pub(crate) async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn open(dir: &std::path::Path, name: &str, durability: Durability) -> anyhow::Result<Arc<dyn Store>> {
+async fn open(
+    dir: &std::path::Path,
+    name: &str,
+    durability: Durability,
+) -> anyhow::Result<Arc<dyn Store>> {
     let path = dir.join(name);
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
-    let store = SqliteStore::open(&path, SqliteOptions { durability, ..SqliteOptions::default() })
-        .with_context(|| format!("opening {}", path.display()))?;
+    let store = SqliteStore::open(
+        &path,
+        SqliteOptions {
+            durability,
+            ..SqliteOptions::default()
+        },
+    )
+    .with_context(|| format!("opening {}", path.display()))?;
     store.queue_upsert(QueueConfig::new(QUEUE)).await?;
     Ok(Arc::new(store))
 }

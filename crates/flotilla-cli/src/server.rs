@@ -88,58 +88,50 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tracing::info!("shutting down: finishing requests in flight");
         stop.cancel();
     });
-    match &config.tls {
-        None => serve_plain(&config, app, &shutdown).await?,
-        Some(tls) => serve_tls(&config, tls, app, &shutdown).await?,
-    }
+    serve(&config, app, &shutdown).await?;
     services.join_all().await;
     Ok(())
 }
 
-async fn serve_plain(
+/// Serves `app` until `shutdown`: HTTPS with rustls (the `ring` provider) when `[tls]` is
+/// set, plain HTTP otherwise; either way a client gets `header_timeout` to send its headers.
+async fn serve(
     config: &ServerConfig,
     app: axum::Router,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("listening on {}", config.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, store = %config.store, tls = false, "flotilla server ready");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await?;
-    Ok(())
-}
-
-/// HTTPS with rustls (the `ring` provider), from PEM certificate-chain and key files.
-async fn serve_tls(
-    config: &ServerConfig,
-    tls: &flotilla_server::config::TlsConfig,
-    app: axum::Router,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<()> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
-        .await
-        .with_context(|| {
-            format!(
-                "loading TLS certificate {} and key {}",
-                tls.cert.display(),
-                tls.key.display()
-            )
-        })?;
     let handle = axum_server::Handle::new();
-    let server = axum_server::bind_rustls(config.listen, rustls)
-        .handle(handle.clone())
-        .serve(app.into_make_service());
-    let server = tokio::spawn(server);
+    let mut server = axum_server::bind(config.listen).handle(handle.clone());
+    server
+        .http_builder()
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(config.header_timeout);
+    let service = app.into_make_service();
+    let running = match &config.tls {
+        None => tokio::spawn(server.serve(service)),
+        Some(tls) => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+                .await
+                .with_context(|| {
+                    format!(
+                        "loading TLS certificate {} and key {}",
+                        tls.cert.display(),
+                        tls.key.display()
+                    )
+                })?;
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(rustls);
+            tokio::spawn(server.acceptor(acceptor).serve(service))
+        }
+    };
     let Some(listen) = handle.listening().await else {
-        server.await??;
+        running.await??;
         anyhow::bail!("cannot listen on {}", config.listen);
     };
-    tracing::info!(listen = %listen, store = %config.store, tls = true, "flotilla server ready");
+    tracing::info!(listen = %listen, store = %config.store, tls = config.tls.is_some(), "flotilla server ready");
     shutdown.cancelled().await;
     handle.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
-    server.await??;
+    running.await??;
     Ok(())
 }

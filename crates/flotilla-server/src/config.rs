@@ -97,6 +97,9 @@ pub struct ServerConfig {
     /// Longest time a request may take (long-polls get their wait on top).
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Longest time a client may take to send a request's headers (slow clients are cut).
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
     /// Bearer tokens; none means no authentication (loopback only).
     pub tokens: Vec<TokenConfig>,
     /// TLS, when set.
@@ -118,6 +121,7 @@ impl Default for ServerConfig {
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
             max_body_bytes: 16 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
             tokens: Vec::new(),
             tls: None,
             services: ServiceIntervals::default(),

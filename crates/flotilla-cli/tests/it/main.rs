@@ -2,5 +2,7 @@
 
 mod processes;
 mod python_example;
+mod secrets;
+mod slow_clients;
 mod support;
 mod tls;

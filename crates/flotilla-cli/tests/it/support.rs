@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -13,6 +13,8 @@ pub(crate) struct ServerProcess {
     child: Child,
     /// `http://127.0.0.1:PORT`.
     pub(crate) url: String,
+    /// Every line it logged so far.
+    pub(crate) log: Arc<Mutex<Vec<String>>>,
 }
 
 impl ServerProcess {
@@ -24,32 +26,39 @@ impl ServerProcess {
 
     /// Like [`ServerProcess::start`], with more arguments and the URL scheme to expect.
     pub(crate) fn start_with(dir: &Path, args: &[&str], scheme: &str) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Self::start_on(dir, port, args, scheme)
+        Self::start_on(dir, free_port(), args, scheme)
     }
 
     /// Like [`ServerProcess::start_with`], on `port`.
     pub(crate) fn start_on(dir: &Path, port: u16, args: &[&str], scheme: &str) -> Self {
+        Self::spawn(dir, port, args, scheme, "info")
+    }
+
+    /// Like [`ServerProcess::start_with`], logging everything (`RUST_LOG=trace`).
+    pub(crate) fn start_verbose(dir: &Path, args: &[&str]) -> Self {
+        Self::spawn(dir, free_port(), args, "http", "trace")
+    }
+
+    fn spawn(dir: &Path, port: u16, args: &[&str], scheme: &str, log_level: &str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
             .args(["server", "--listen", &format!("127.0.0.1:{port}")])
             .args(args)
             .arg("--store")
             .arg(format!("sqlite:{}", dir.join("flotilla.db").display()))
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", log_level)
             .stderr(Stdio::piped())
             .spawn()
             .expect("start flotilla server");
         let (ready_tx, ready_rx) = mpsc::channel();
         let stderr = BufReader::new(child.stderr.take().unwrap());
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let lines = log.clone();
         std::thread::spawn(move || {
             for line in stderr.lines().map_while(Result::ok) {
                 if line.contains("flotilla server ready") {
                     let _ = ready_tx.send(());
                 }
+                lines.lock().unwrap().push(line);
             }
         });
         ready_rx
@@ -58,6 +67,7 @@ impl ServerProcess {
         Self {
             child,
             url: format!("{scheme}://127.0.0.1:{port}"),
+            log,
         }
     }
 
@@ -82,6 +92,14 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A `flotilla worker` child process, killed on drop. Counts the jobs it starts from its

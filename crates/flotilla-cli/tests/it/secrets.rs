@@ -1,0 +1,42 @@
+//! Tokens never reach the log, even at the most verbose level, whether they are right,
+//! wrong, or sent to a route the role may not use.
+
+use crate::support::{ServerProcess, config};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_token_appears_in_any_log_line() {
+    let admin = "admin-token-that-must-stay-secret-1";
+    let producer = "producer-token-that-must-stay-secret";
+    let wrong = "wrong-token-that-must-stay-secret-2";
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "[[tokens]]\nrole = \"admin\"\ntoken = \"{admin}\"\n\n[[tokens]]\nrole = \"producer\"\ntoken = \"{producer}\"\n"
+    );
+    let config = config(dir.path(), &toml);
+    let server = ServerProcess::start_verbose(dir.path(), &["--config", &config]);
+    let client = reqwest::Client::new();
+    let job = serde_json::json!({"queue": "default", "kind": "k"});
+    for token in [admin, producer, wrong] {
+        client
+            .post(format!("{}/v1/jobs", server.url))
+            .bearer_auth(token)
+            .json(&job)
+            .send()
+            .await
+            .unwrap();
+        client
+            .get(format!("{}/v1/queues", server.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+    }
+    let log = server.log.lock().unwrap().join("\n");
+    assert!(
+        log.contains("uri=/v1/jobs") || log.contains("/v1/jobs"),
+        "the requests were traced"
+    );
+    for secret in [admin, producer, wrong] {
+        assert!(!log.contains(secret), "a token appears in the log");
+    }
+}
