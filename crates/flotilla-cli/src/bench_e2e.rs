@@ -117,8 +117,11 @@ fn noop(i: usize) -> NewJob {
 
 fn start_server(dir: &Path, port: u16, durability: &str) -> anyhow::Result<Proc> {
     let config = dir.join(format!("flotilla-{durability}.toml"));
+    // Retries start at 100 ms (not the default 1 s), so the crash run measures lease expiry
+    // and reaping rather than backoff.
     let toml = format!(
-        "durability = \"{durability}\"\n[[queues]]\nname = \"{QUEUE}\"\nlease = \"{LEASE_SECS}s\"\n"
+        "durability = \"{durability}\"\n[[queues]]\nname = \"{QUEUE}\"\nlease = \"{LEASE_SECS}s\"\n\
+         retry = {{ policy = \"exponential\", max_attempts = 20, initial = \"100ms\", factor = 2.0, max_interval = \"1m\" }}\n"
     );
     std::fs::write(&config, toml)?;
     let child = Command::new(std::env::current_exe()?)

@@ -350,7 +350,7 @@ pub struct WorkerView {
     /// When it registered.
     #[schema(value_type = String, format = DateTime)]
     pub registered_at: Timestamp,
-    /// When it was last heard from (poll, heartbeat or status).
+    /// When it was last heard from (a poll or a status report).
     #[schema(value_type = String, format = DateTime)]
     pub last_seen_at: Timestamp,
 }

@@ -17,7 +17,7 @@ pub mod workers;
 
 use std::sync::Arc;
 
-use flotilla_core::Clock;
+use flotilla_core::{Clock, QueueConfig};
 use flotilla_store::{Store, StoreResult};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -57,7 +57,17 @@ impl Engine {
     /// Creates or updates the configured queues and cron schedules.
     pub async fn apply(&self, config: &ServerConfig) -> StoreResult<()> {
         for queue in &config.queues {
-            self.store.queue_upsert(queue.clone()).await?;
+            // Pausing is operational state: a restart keeps a queue paused through the API.
+            let paused = match self.store.queue_get(&queue.name).await {
+                Ok(stored) => stored.paused,
+                Err(_) => queue.paused,
+            };
+            self.store
+                .queue_upsert(QueueConfig {
+                    paused,
+                    ..queue.clone()
+                })
+                .await?;
             let limited = queue.concurrency.is_some()
                 || queue.group_concurrency.is_some()
                 || queue.rate_limit.is_some();
@@ -100,5 +110,27 @@ impl Engine {
             shutdown.clone(),
         ));
         set
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_core::ManualClock;
+    use flotilla_store_sqlite::{SqliteOptions, SqliteStore};
+
+    #[tokio::test]
+    async fn a_restart_keeps_a_paused_queue_paused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("f.db"), SqliteOptions::default()).unwrap();
+        let engine = Engine::new(Arc::new(store), Arc::new(ManualClock::at_epoch()));
+        let config = ServerConfig {
+            queues: vec![QueueConfig::new("q")],
+            ..ServerConfig::default()
+        };
+        engine.apply(&config).await.unwrap();
+        engine.store.queue_set_paused("q", true).await.unwrap();
+        engine.apply(&config).await.unwrap();
+        assert!(engine.store.queue_get("q").await.unwrap().paused);
     }
 }

@@ -264,6 +264,8 @@ fn lease(
         job.state = transition(job.state, Event::Claim)?;
         job.attempt += 1;
         job.attempted_at = Some(now);
+        // The worker enforces the timeout too: hand it the effective one.
+        job.timeout_ms = timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
         job.progress = None;
         job.lease = Some(Lease {
             token,

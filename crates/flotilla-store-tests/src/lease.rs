@@ -391,3 +391,34 @@ pub async fn timeout_caps_the_lease_and_reaps_as_timed_out(h: Harness) {
         );
     }
 }
+
+/// A claimed job carries its effective timeout (its own, else its queue's), so the worker
+/// can enforce it too.
+pub async fn claimed_jobs_carry_their_effective_timeout(h: Harness) {
+    let config = QueueConfig {
+        timeout: Some(secs(90)),
+        ..QueueConfig::new("q")
+    };
+    queue_with(&h, config).await;
+    queue(&h, "plain").await;
+    let own = insert(&h, job("q", "work").timeout(secs(5))).await;
+    let inherited = insert(&h, job("q", "work")).await;
+    let none = insert(&h, job("plain", "work")).await;
+    let claimed = claim(&h, &["q", "plain"], 3).await;
+    let timeout = |id: JobId| {
+        claimed
+            .iter()
+            .find(|j| j.id == id)
+            .expect("claimed")
+            .timeout_ms
+    };
+    assert_eq!(
+        (timeout(own), timeout(inherited), timeout(none)),
+        (Some(5_000), Some(90_000), None)
+    );
+    assert_eq!(
+        get(&h, inherited).await.timeout_ms,
+        None,
+        "the stored job keeps no timeout of its own"
+    );
+}

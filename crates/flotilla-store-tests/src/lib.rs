@@ -140,6 +140,7 @@ macro_rules! __store_conformance_cases {
                 expired_lease_retries_then_dies,
                 current_token_works_past_expiry_until_reaped,
                 timeout_caps_the_lease_and_reaps_as_timed_out,
+                claimed_jobs_carry_their_effective_timeout,
                 old_token_is_fenced_off,
                 complete_many_answers_per_item,
             }

@@ -164,7 +164,8 @@ pub trait Store: Send + Sync + 'static {
     /// of those queues are promoted first. Paused queues give nothing; queue concurrency,
     /// group concurrency, rate limits and group round-robin are applied here. Each job gets
     /// a lease with a fresh token, for its own lease length or its queue's (cut short by its
-    /// timeout, if shorter); its `attempt` goes up by one.
+    /// timeout, if shorter); its `attempt` goes up by one. The returned jobs carry their
+    /// effective `timeout_ms` (their own, else their queue's), for the worker to enforce.
     async fn job_claim(&self, params: JobClaimParams) -> StoreResult<Vec<Job>>;
     /// Extends a lease by the job's lease length from `now` (never past the attempt's
     /// timeout deadline), stores progress when given,
