@@ -125,6 +125,9 @@ pub enum Event {
     AcknowledgeCancel,
     /// Put a dead or cancelled job back to work with its attempts reset.
     Replay,
+    /// The lease holder hands the job back unrun (a worker shutting down): the attempt does
+    /// not count.
+    Release,
 }
 
 impl Event {
@@ -139,6 +142,7 @@ impl Event {
             Self::RequestCancel => "be asked to cancel",
             Self::AcknowledgeCancel => "acknowledge a cancel",
             Self::Replay => "be replayed",
+            Self::Release => "be released",
         }
     }
 }
@@ -166,6 +170,7 @@ pub fn transition(from: JobState, event: Event) -> Result<JobState, Error> {
         (S::Running, E::RequestCancel) => S::Running,
         (S::Running, E::AcknowledgeCancel) => S::Cancelled,
         (S::Dead | S::Cancelled, E::Replay) => S::Available,
+        (S::Running, E::Release) => S::Available,
         _ => return Err(Error::InvalidTransition { from, event }),
     };
     Ok(to)
@@ -175,7 +180,7 @@ pub fn transition(from: JobState, event: Event) -> Result<JobState, Error> {
 mod tests {
     use super::*;
 
-    const EVENTS: [Event; 9] = [
+    const EVENTS: [Event; 10] = [
         Event::Promote,
         Event::Claim,
         Event::Complete,
@@ -185,6 +190,7 @@ mod tests {
         Event::RequestCancel,
         Event::AcknowledgeCancel,
         Event::Replay,
+        Event::Release,
     ];
 
     #[test]
@@ -194,7 +200,7 @@ mod tests {
             .flat_map(|s| EVENTS.into_iter().map(move |e| (s, e)))
             .filter(|(s, e)| transition(*s, *e).is_ok())
             .collect();
-        assert_eq!(legal.len(), 11, "{legal:?}");
+        assert_eq!(legal.len(), 12, "{legal:?}");
     }
 
     #[test]

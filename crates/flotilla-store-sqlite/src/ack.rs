@@ -9,7 +9,7 @@ use flotilla_core::{
 };
 use flotilla_store::{
     Heartbeat, ItemResults, JobCompleteManyParams, JobFailManyParams, JobHeartbeatParams,
-    StoreError, StoreResult,
+    JobReleaseParams, StoreError, StoreResult,
 };
 use std::collections::HashMap;
 
@@ -125,6 +125,48 @@ pub(crate) fn fail_many(
             )?),
             None => Err(not_held(&w.conn, f.job_id, f.token)),
         });
+    }
+    changes.flush(&w.conn)?;
+    Ok(results)
+}
+
+/// See `Store::job_release`: each held job goes back to `available` with the attempt
+/// undone (or to `cancelled` when cancellation was requested).
+pub(crate) fn release(w: &mut Writer, p: JobReleaseParams) -> StoreResult<ItemResults<()>> {
+    let mut changes = Changes::default();
+    let mut results = Vec::with_capacity(p.leases.len());
+    for &(id, token) in &p.leases {
+        let Some(job) = running_job(&w.conn, id, Some(token))? else {
+            results.push(Err(not_held(&w.conn, id, token)));
+            continue;
+        };
+        let to = if job.cancel_requested {
+            transition(JobState::Running, Event::AcknowledgeCancel)?
+        } else {
+            transition(JobState::Running, Event::Release)?
+        };
+        let finished = to.is_terminal().then(|| micros(p.now));
+        w.conn
+            .prepare_cached(
+                "UPDATE jobs SET state = ?2, finished_at = ?3, attempt = max(attempt - 1, 0),
+                        attempted_at = CASE WHEN attempt <= 1 THEN NULL ELSE attempted_at END,
+                        lease_token = NULL, lease_worker = NULL, lease_expires_at = NULL,
+                        progress = NULL
+                 WHERE id = ?1",
+            )
+            .map_err(sql_err)?
+            .execute(params![id.0, to.as_i64(), finished])
+            .map_err(sql_err)?;
+        changes.moved(
+            &job.queue,
+            job.group.as_deref(),
+            Some(JobState::Running),
+            Some(to),
+        );
+        if to == JobState::Cancelled {
+            changes.count(&job.queue, Counter::Cancelled, 1);
+        }
+        results.push(Ok(()));
     }
     changes.flush(&w.conn)?;
     Ok(results)

@@ -231,6 +231,9 @@ impl Store for SqliteStore {
     async fn job_fail_many(&self, params: JobFailManyParams) -> StoreResult<ItemResults<JobState>> {
         self.writer.call(move |w| ack::fail_many(w, params)).await
     }
+    async fn job_release(&self, params: JobReleaseParams) -> StoreResult<ItemResults<()>> {
+        self.writer.call(move |w| ack::release(w, params)).await
+    }
 
     async fn dead_replay(&self, params: DeadParams) -> StoreResult<u64> {
         self.writer

@@ -5,7 +5,7 @@
 
 use flotilla_core::{AttemptError, Clock, ErrorCode, JobId, JobState, LeaseToken, QueueConfig};
 use flotilla_store::{
-    Completion, JobCompleteManyParams, MaintenanceParams, ReapReport, StoreError,
+    Completion, JobCompleteManyParams, JobReleaseParams, MaintenanceParams, ReapReport, StoreError,
 };
 use serde_json::json;
 
@@ -421,4 +421,81 @@ pub async fn claimed_jobs_carry_their_effective_timeout(h: Harness) {
         None,
         "the stored job keeps no timeout of its own"
     );
+}
+
+/// `job_release` hands a running job back unrun: it is `available` at once with no lease and
+/// the attempt undone, the next claim gives it a fresh token and the same attempt number, and
+/// the released token is fenced off. Items are answered one by one.
+pub async fn release_hands_jobs_back_unrun(h: Harness) {
+    queue(&h, "q").await;
+    insert_n(&h, "q", 2).await;
+    let jobs = claim(&h, &["q"], 2).await;
+    let (a, b) = (&jobs[0], &jobs[1]);
+    let missing = JobId(987_654_321);
+    let params = JobReleaseParams {
+        leases: vec![(a.id, token(a)), (b.id, token(a)), (missing, LeaseToken(1))],
+        now: h.clock.now(),
+    };
+    let results = h.store.job_release(params).await.unwrap();
+    assert_eq!(
+        codes(&results),
+        vec![
+            None,
+            Some(ErrorCode::LeaseMismatch),
+            Some(ErrorCode::JobNotFound)
+        ]
+    );
+    let released = get(&h, a.id).await;
+    assert_eq!(
+        (released.state, released.attempt, released.lease.is_none()),
+        (JobState::Available, 0, true)
+    );
+    assert_eq!(get(&h, b.id).await.state, JobState::Running);
+    let counts = stats(&h, "q").await.counts;
+    assert_eq!((counts.available, counts.running), (1, 1));
+
+    let again = claim_one(&h, "q").await;
+    assert_eq!((again.id, again.attempt), (a.id, 1));
+    assert_ne!(token(&again), token(a));
+    let stale = try_complete(&h, a.id, token(a), None).await;
+    assert_eq!(code(stale), ErrorCode::LeaseMismatch);
+    complete(&h, &again).await;
+    assert_eq!(stats(&h, "q").await.totals.succeeded, 1);
+}
+
+/// Releasing a job whose cancellation was requested cancels it instead, and a later
+/// attempt's release keeps the earlier attempts.
+pub async fn release_cancels_or_keeps_earlier_attempts(h: Harness) {
+    queue_retrying(&h, "q", limited(5, secs(0))).await;
+    insert_n(&h, "q", 2).await;
+    let jobs = claim(&h, &["q"], 2).await;
+    let (a, b) = (&jobs[0], &jobs[1]);
+    cancel(&h, a.id).await;
+    assert_eq!(fail(&h, b, "boom", true).await, JobState::Available);
+    let b2 = claim_one(&h, "q").await;
+    assert_eq!(b2.attempt, 2);
+    let params = JobReleaseParams {
+        leases: vec![(a.id, token(a)), (b2.id, token(&b2))],
+        now: h.clock.now(),
+    };
+    let results = h.store.job_release(params).await.unwrap();
+    assert_eq!(codes(&results), vec![None, None]);
+    let cancelled = get(&h, a.id).await;
+    assert_eq!(cancelled.state, JobState::Cancelled);
+    assert!(cancelled.finished_at.is_some());
+    let back = get(&h, b.id).await;
+    assert_eq!(
+        (back.state, back.attempt, back.errors.len()),
+        (JobState::Available, 1, 1)
+    );
+    let counts = stats(&h, "q").await;
+    assert_eq!(
+        (
+            counts.counts.cancelled,
+            counts.counts.available,
+            counts.counts.running
+        ),
+        (1, 1, 0)
+    );
+    assert_eq!(counts.totals.cancelled, 1);
 }

@@ -140,6 +140,8 @@ macro_rules! __store_conformance_cases {
                 expired_lease_retries_then_dies,
                 current_token_works_past_expiry_until_reaped,
                 timeout_caps_the_lease_and_reaps_as_timed_out,
+                release_hands_jobs_back_unrun,
+                release_cancels_or_keeps_earlier_attempts,
                 claimed_jobs_carry_their_effective_timeout,
                 old_token_is_fenced_off,
                 complete_many_answers_per_item,

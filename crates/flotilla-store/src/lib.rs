@@ -185,6 +185,13 @@ pub trait Store: Send + Sync + 'static {
         params: JobFailManyParams,
     ) -> StoreResult<Vec<StoreResult<JobState>>>;
 
+    /// Hands running jobs back unrun (a worker shutting down before it started them, or
+    /// stopping them unfinished): each item whose token is current goes back to `available`
+    /// at once with its lease cleared and its `attempt` lowered by one, since the attempt
+    /// did not count; a job whose cancellation was requested becomes `cancelled` instead.
+    /// Results are per item, in input order; a refused item changes nothing.
+    async fn job_release(&self, params: JobReleaseParams) -> StoreResult<Vec<StoreResult<()>>>;
+
     // ----- dead letters -----
 
     /// Replays dead jobs (those named, or else all of a queue / of every queue, oldest

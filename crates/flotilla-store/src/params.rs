@@ -153,6 +153,15 @@ pub struct JobFailManyParams {
     pub now: Timestamp,
 }
 
+/// See [`crate::Store::job_release`].
+#[derive(Debug, Clone)]
+pub struct JobReleaseParams {
+    /// The leases handed back: job and token.
+    pub leases: Vec<(JobId, LeaseToken)>,
+    /// The caller's time.
+    pub now: Timestamp,
+}
+
 /// The per-item results of a batch acknowledgement.
 pub type ItemResults<T> = Vec<StoreResult<T>>;
 
