@@ -132,7 +132,7 @@ pub(crate) fn fail_many(
 
 /// See `Store::job_release`: each held job goes back to `available` with the attempt
 /// undone (or to `cancelled` when cancellation was requested).
-pub(crate) fn release(w: &mut Writer, p: JobReleaseParams) -> StoreResult<ItemResults<()>> {
+pub(crate) fn release(w: &mut Writer, p: JobReleaseParams) -> StoreResult<ItemResults<JobState>> {
     let mut changes = Changes::default();
     let mut results = Vec::with_capacity(p.leases.len());
     for &(id, token) in &p.leases {
@@ -166,7 +166,7 @@ pub(crate) fn release(w: &mut Writer, p: JobReleaseParams) -> StoreResult<ItemRe
         if to == JobState::Cancelled {
             changes.count(&job.queue, Counter::Cancelled, 1);
         }
-        results.push(Ok(()));
+        results.push(Ok(to));
     }
     changes.flush(&w.conn)?;
     Ok(results)

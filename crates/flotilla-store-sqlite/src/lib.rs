@@ -231,7 +231,7 @@ impl Store for SqliteStore {
     async fn job_fail_many(&self, params: JobFailManyParams) -> StoreResult<ItemResults<JobState>> {
         self.writer.call(move |w| ack::fail_many(w, params)).await
     }
-    async fn job_release(&self, params: JobReleaseParams) -> StoreResult<ItemResults<()>> {
+    async fn job_release(&self, params: JobReleaseParams) -> StoreResult<ItemResults<JobState>> {
         self.writer.call(move |w| ack::release(w, params)).await
     }
 

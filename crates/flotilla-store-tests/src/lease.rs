@@ -445,6 +445,7 @@ pub async fn release_hands_jobs_back_unrun(h: Harness) {
             Some(ErrorCode::JobNotFound)
         ]
     );
+    assert_eq!(results[0].as_ref().ok(), Some(&JobState::Available));
     let released = get(&h, a.id).await;
     assert_eq!(
         (released.state, released.attempt, released.lease.is_none()),
@@ -479,7 +480,8 @@ pub async fn release_cancels_or_keeps_earlier_attempts(h: Harness) {
         now: h.clock.now(),
     };
     let results = h.store.job_release(params).await.unwrap();
-    assert_eq!(codes(&results), vec![None, None]);
+    let states: Vec<_> = results.into_iter().map(Result::unwrap).collect();
+    assert_eq!(states, [JobState::Cancelled, JobState::Available]);
     let cancelled = get(&h, a.id).await;
     assert_eq!(cancelled.state, JobState::Cancelled);
     assert!(cancelled.finished_at.is_some());

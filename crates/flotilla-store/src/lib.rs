@@ -189,8 +189,11 @@ pub trait Store: Send + Sync + 'static {
     /// stopping them unfinished): each item whose token is current goes back to `available`
     /// at once with its lease cleared and its `attempt` lowered by one, since the attempt
     /// did not count; a job whose cancellation was requested becomes `cancelled` instead.
-    /// Results are per item, in input order; a refused item changes nothing.
-    async fn job_release(&self, params: JobReleaseParams) -> StoreResult<Vec<StoreResult<()>>>;
+    /// Returns each job's new state, per item in input order; a refused item changes nothing.
+    async fn job_release(
+        &self,
+        params: JobReleaseParams,
+    ) -> StoreResult<Vec<StoreResult<JobState>>>;
 
     // ----- dead letters -----
 
