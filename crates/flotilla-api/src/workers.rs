@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use flotilla_core::{ErrorCode, JobId, JobState, QueueConfig};
+use flotilla_core::{ErrorCode, JobId, JobState, LeaseToken, QueueConfig};
 use flotilla_proto::{
     AckBatchRequest, AckBatchResponse, AckItemResult, AckResponse, CompleteRequest, ErrorBody,
     FailRequest, HeartbeatRequest, HeartbeatResponse, PollRequest, PollResponse, RegisterRequest,
@@ -13,7 +13,8 @@ use flotilla_proto::{
 };
 use flotilla_server::broker::MAX_WAIT;
 use flotilla_store::{
-    Completion, Failure, JobCompleteManyParams, JobFailManyParams, JobHeartbeatParams, StoreResult,
+    Completion, Failure, JobCompleteManyParams, JobFailManyParams, JobHeartbeatParams,
+    JobReleaseParams, StoreResult,
 };
 
 use crate::AppState;
@@ -195,7 +196,14 @@ pub(crate) async fn ack_batch(
         })
         .collect();
     let fail = items(&ids, fail_many(&s, failures).await?);
-    Ok(axum::Json(AckBatchResponse { complete, fail }))
+    let leases: Vec<(JobId, LeaseToken)> = req.release.iter().map(|r| (r.id, r.token)).collect();
+    let ids: Vec<JobId> = leases.iter().map(|(id, _)| *id).collect();
+    let release = items(&ids, release_many(&s, leases).await?);
+    Ok(axum::Json(AckBatchResponse {
+        complete,
+        fail,
+        release,
+    }))
 }
 
 /// The one result of a one-item batch.
@@ -250,6 +258,31 @@ async fn complete_many(
     Ok(results
         .into_iter()
         .map(|r| r.map(|()| JobState::Succeeded).map_err(ApiError::from))
+        .collect())
+}
+
+async fn release_many(
+    s: &AppState,
+    leases: Vec<(JobId, LeaseToken)>,
+) -> Result<Vec<Result<JobState, ApiError>>, ApiError> {
+    if leases.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<JobId> = leases.iter().map(|(id, _)| *id).collect();
+    let params = JobReleaseParams {
+        leases,
+        now: s.engine.clock.now(),
+    };
+    let results = s.engine.store.job_release(params).await?;
+    for (id, _) in ids.iter().zip(&results).filter(|(_, r)| r.is_ok()) {
+        s.metrics.ended(*id);
+    }
+    // Released jobs are available again and free slots of limited queues.
+    s.engine.broker.wake_limited();
+    s.engine.broker.wake_all();
+    Ok(results
+        .into_iter()
+        .map(|r| r.map_err(ApiError::from))
         .collect())
 }
 

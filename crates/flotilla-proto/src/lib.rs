@@ -239,7 +239,17 @@ pub struct FailItem {
     pub retryable: bool,
 }
 
-/// `POST /v1/ack:batch`: many completions and failures in one request.
+/// One job handed back unrun in [`AckBatchRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseItem {
+    /// The job.
+    pub id: JobId,
+    /// The lease token.
+    pub token: LeaseToken,
+}
+
+/// `POST /v1/ack:batch`: many completions, failures and releases in one request.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AckBatchRequest {
@@ -249,6 +259,11 @@ pub struct AckBatchRequest {
     /// Failures.
     #[serde(default)]
     pub fail: Vec<FailItem>,
+    /// Jobs handed back unrun (a worker shutting down, or sent more jobs than it has
+    /// slots for): each is available again at once and the attempt does not count (a job
+    /// whose cancellation was requested is cancelled instead).
+    #[serde(default)]
+    pub release: Vec<ReleaseItem>,
 }
 
 /// The outcome of one item of a batch: the job's new state, or why it was refused.
@@ -271,6 +286,9 @@ pub struct AckBatchResponse {
     pub complete: Vec<AckItemResult>,
     /// One per failure.
     pub fail: Vec<AckItemResult>,
+    /// One per release.
+    #[serde(default)]
+    pub release: Vec<AckItemResult>,
 }
 
 /// A worker's own view of its health.

@@ -1,45 +1,28 @@
 //! One job's life on the worker: run the handler in its own task, heartbeat at a third
-//! of the lease, enforce the timeout, obey a cancel, then report the outcome once.
+//! of the lease, enforce the timeout, obey a cancel, then hand the outcome to the reporter
+//! (see `report`) once.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use flotilla_core::{ErrorCode, JobId, LeaseToken, Timestamp, timeout_error};
-use flotilla_proto::{CompleteRequest, FailRequest, HeartbeatRequest, Job};
+use flotilla_proto::{HeartbeatRequest, Job};
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio::task::{JoinError, JoinHandle};
-use tokio::time::{Instant, interval_at, sleep, sleep_until};
+use tokio::time::{Instant, interval_at, sleep_until};
 use tracing::{Instrument, Span, debug, error, info, info_span, warn};
 
-use crate::backoff::Backoff;
+use crate::report::{Ack, Report};
 use crate::shared::Shared;
 use crate::stats::Outcome;
 use crate::{Handler, JobContext, JobError};
 
-/// How long reports of handed-back jobs may take after the cancel grace at shutdown.
-pub(crate) const REPORT_GRACE: Duration = Duration::from_secs(10);
 /// The shortest heartbeat interval, whatever the lease.
 const MIN_HEARTBEAT: Duration = Duration::from_millis(50);
 /// Stands for "never" where a deadline is needed.
 const NO_DEADLINE: Duration = Duration::from_secs(365 * 24 * 3600);
-
-/// What the server is told about a job.
-#[derive(Debug, Clone, PartialEq)]
-enum Report {
-    Complete(Value),
-    Fail { error: String, retryable: bool },
-}
-
-impl Report {
-    fn fail(error: impl Into<String>, retryable: bool) -> Self {
-        Self::Fail {
-            error: error.into(),
-            retryable,
-        }
-    }
-}
 
 /// Why a job was stopped before its handler returned.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -67,10 +50,11 @@ fn span(shared: &Shared, job: &Job) -> Span {
     )
 }
 
-/// Runs `job` in the slot `permit` holds, and reports its outcome.
+/// Runs `job` in the slot `permit` holds, hands its outcome to the reporter and frees the
+/// slot (without waiting for the server's answer).
 pub(crate) async fn run(shared: Arc<Shared>, job: Job, permit: OwnedSemaphorePermit) {
     let span = span(&shared, &job);
-    execute(shared, job).instrument(span).await;
+    execute(shared, job, span.clone()).instrument(span).await;
     drop(permit);
 }
 
@@ -80,15 +64,21 @@ pub(crate) async fn hand_back(shared: Arc<Shared>, job: Job) {
     async move {
         warn!("no free slot for the job; handing it back");
         if let Some(lease) = &job.lease {
-            let report = Report::fail("worker has no free slot", true);
-            deliver(&shared, job.id, lease.token, report).await;
+            report_outcome(
+                &shared,
+                job.id,
+                lease.token,
+                Report::Release,
+                Span::current(),
+            )
+            .await;
         }
     }
     .instrument(span)
     .await;
 }
 
-async fn execute(shared: Arc<Shared>, job: Job) {
+async fn execute(shared: Arc<Shared>, job: Job, span: Span) {
     let Some(token) = job.lease.as_ref().map(|l| l.token) else {
         error!("the server handed out a job without a lease; ignoring it");
         return;
@@ -106,12 +96,22 @@ async fn execute(shared: Arc<Shared>, job: Job) {
     match &report {
         Some(Report::Fail { error, retryable }) => info!(%error, retryable, "job failed"),
         Some(Report::Complete(_)) => debug!("job succeeded"),
+        Some(Report::Release) => info!("job handed back unrun"),
         None => {}
     }
-    if let Some(report) = report {
-        deliver(&shared, id, token, report).await;
-    }
     shared.stats.job_finished(id, outcome);
+    if let Some(report) = report {
+        report_outcome(&shared, id, token, report, span).await;
+    }
+}
+
+/// Hands `report` to the reporter, waiting while [`MAX_BATCH`](crate::report::MAX_BATCH)
+/// outcomes already wait.
+async fn report_outcome(shared: &Shared, id: JobId, token: LeaseToken, report: Report, span: Span) {
+    let ack = Ack::new(id, token, report, span);
+    if shared.acks.send(ack).await.is_err() {
+        error!("the reporter has stopped; the outcome is not reported");
+    }
 }
 
 /// Runs the handler under heartbeats, the timeout, cancels and the hard stop.
@@ -149,10 +149,7 @@ async fn supervise(
         Stop::Cancelled => (Outcome::Cancelled, Some(Report::fail("cancelled", false))),
         Stop::LeaseLost => (Outcome::LeaseLost, None),
         Stop::Timeout(t) => (Outcome::Timeout, Some(Report::fail(timeout_error(t), true))),
-        Stop::Shutdown => (
-            Outcome::Shutdown,
-            Some(Report::fail("worker shutting down", true)),
-        ),
+        Stop::Shutdown => (Outcome::Shutdown, Some(Report::Release)),
     }
 }
 
@@ -253,58 +250,6 @@ async fn heartbeats(
                 };
                 warn!(%error, failures, "heartbeat failed; trying again at the next beat");
             }
-        }
-    }
-}
-
-/// Reports `report` with the lease token, retrying transport errors and 5xx answers with
-/// backoff until the server answers (the hard stop at shutdown bounds it). A refused lease
-/// ends it: the server has moved the job on, and reporting twice is impossible.
-async fn deliver(shared: &Shared, id: JobId, token: LeaseToken, mut report: Report) {
-    let mut backoff = Backoff::new(Backoff::REPORT);
-    loop {
-        let sent = match &report {
-            Report::Complete(result) => {
-                let done = CompleteRequest {
-                    token,
-                    result: Some(result.clone()),
-                };
-                shared.client.complete(id, &done).await
-            }
-            Report::Fail { error, retryable } => {
-                let failed = FailRequest {
-                    token,
-                    error: error.clone(),
-                    retryable: *retryable,
-                };
-                shared.client.fail(id, &failed).await
-            }
-        };
-        let err = match sent {
-            Ok(ack) => {
-                shared.stats.call_ok();
-                debug!(state = %ack.state, "reported");
-                return;
-            }
-            Err(err) => err,
-        };
-        if err.is_retryable() {
-            shared.stats.call_failed();
-            let delay = backoff.next_delay();
-            let attempt = backoff.attempts();
-            warn!(error = %err, attempt, ?delay, "could not report the outcome; retrying");
-            sleep(delay).await;
-        } else if err.is(ErrorCode::LeaseMismatch) {
-            warn!(
-                "the lease was lost before the outcome was reported; the server moved the job on"
-            );
-            return;
-        } else if matches!(report, Report::Complete(_)) && err.is(ErrorCode::PayloadTooLarge) {
-            warn!(error = %err, "the result was refused; failing the job instead");
-            report = Report::fail(format!("result refused: {err}"), false);
-        } else {
-            error!(error = %err, "the server refused the outcome");
-            return;
         }
     }
 }

@@ -22,9 +22,13 @@
 //!
 //! # Layout
 //! - `builder`: [`WorkerBuilder`], the configuration, checked by [`WorkerBuilder::build`].
-//! - `runtime`: [`Worker`]: registration, the poll loop, status reports, the drain.
+//! - `runtime`: [`Worker`]: its tasks, status reports, the drain.
+//! - `poll`: registration and the poll loop over the free slots.
 //! - `shared`: the configuration and state the runtime's tasks share; readiness.
-//! - `job`: one job's task: heartbeats, timeout, cancellation, the report.
+//! - `job`: one job's task: heartbeats, timeout, cancellation; its outcome goes to the
+//!   reporter and its slot is freed as soon as the handler is done.
+//! - `report`, `batch`: the reporter, one task that sends outcomes in batches
+//!   (`/v1/ack:batch`), and what it does with each request and its answer.
 //! - `handler`: [`Handler`], [`JobContext`], [`JobError`].
 //! - `exec`: [`ExecHandler`], a handler that runs a shell command per job.
 //! - `health`: [`HealthRules`] (healthy / degraded / unhealthy).
@@ -38,18 +42,23 @@
 //!   a retryable failure or a fatal one, once per job, with the lease token.
 //! - A result is reported until the server answers (transport errors are retried with
 //!   backoff) or refuses the lease; a job whose lease is lost is stopped and not reported.
+//!   An outcome the server accepted is never sent again. The drain at shutdown returns
+//!   only once every outcome is answered (or its deadline passed, which it logs).
 //! - After the handler was stopped (cancel, timeout, lost lease, hard shutdown), what it
 //!   returns is ignored: the reason it was stopped is the outcome.
 //! - Every log line about a job is inside a span with `worker_id`, `queue`, `job_id`,
 //!   `kind` and `attempt`.
 
 mod backoff;
+mod batch;
 mod builder;
 mod exec;
 mod handler;
 mod health;
 mod health_port;
 mod job;
+mod poll;
+mod report;
 mod runtime;
 mod shared;
 mod stats;

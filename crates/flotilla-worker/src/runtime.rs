@@ -1,4 +1,4 @@
-//! [`Worker`]: registration, the poll loop over free slots, status reports and the drain
+//! [`Worker`]: runs the poll loop (see `poll`), the reporter, status reports and the drain
 //! at shutdown. Each job runs in its own task (see `job`).
 
 use std::net::SocketAddr;
@@ -6,20 +6,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_client::Client;
-use flotilla_proto::{PollRequest, RegisterRequest, WorkerStatusRequest};
+use flotilla_proto::WorkerStatusRequest;
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tokio::time::{Instant, interval_at, sleep, timeout};
+use tokio::time::{Instant, interval_at, timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, Span, debug, error, info, info_span, warn};
+use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::backoff::Backoff;
+use crate::report::{self, Ack, REPORT_GRACE, Reporter};
 use crate::shared::{Config, Shared};
-use crate::{WorkerBuilder, health_port, job};
+use crate::{WorkerBuilder, health_port, poll};
 
 /// How long the status report at shutdown may take.
 const FINAL_STATUS_TIMEOUT: Duration = Duration::from_secs(5);
-/// The most jobs one poll asks for (the server's limit).
-const MAX_JOBS_PER_POLL: usize = 1000;
 
 /// Why [`Worker::run`] could not run.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +34,7 @@ pub enum WorkerError {
 pub struct Worker {
     shared: Arc<Shared>,
     health: Option<std::net::TcpListener>,
+    acks: mpsc::Receiver<Ack>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -59,9 +59,11 @@ impl Worker {
         worker_id: Option<String>,
         health: Option<std::net::TcpListener>,
     ) -> Self {
+        let (acks_tx, acks) = report::channel();
         Self {
-            shared: Arc::new(Shared::new(client, config, worker_id)),
+            shared: Arc::new(Shared::new(client, config, worker_id, acks_tx)),
             health,
+            acks,
         }
     }
 
@@ -76,8 +78,8 @@ impl Worker {
     }
 
     /// Runs until `shutdown` resolves, then stops polling, lets running jobs finish within
-    /// the shutdown grace, cancels and hands back the rest (failed as retryable, "worker
-    /// shutting down"), reports a last status with `draining` set and returns `Ok`.
+    /// the shutdown grace, cancels and hands back the rest (released: available again at
+    /// once, the attempt undone), reports a last status with `draining` set and returns `Ok`.
     pub async fn run<F>(self, shutdown: F) -> Result<(), WorkerError>
     where
         F: Future<Output = ()> + Send,
@@ -93,7 +95,11 @@ impl Worker {
     where
         F: Future<Output = ()> + Send,
     {
-        let Worker { shared, health } = self;
+        let Worker {
+            shared,
+            health,
+            acks,
+        } = self;
         let exit = CancellationToken::new();
         let health_task = match health {
             Some(listener) => {
@@ -109,12 +115,26 @@ impl Worker {
         let status_stop = CancellationToken::new();
         let status = status_loop(shared.clone(), status_stop.clone());
         let status_task = tokio::spawn(status.in_current_span());
-        let mut jobs = JoinSet::new();
-        tokio::select! {
-            () = shutdown => {}
-            () = poll_loop(&shared, &mut jobs) => {}
+        let reporter = Reporter::spawn(shared.clone(), acks);
+        // A task of its own (not the caller's, maybe `block_on`'s): it runs on the
+        // runtime's threads, next to the jobs it spawns.
+        let stop_polling = CancellationToken::new();
+        let poll = poll::poll_until(shared.clone(), stop_polling.clone());
+        let mut poller = tokio::spawn(poll.in_current_span());
+        let ended = tokio::select! {
+            () = shutdown => None,
+            joined = &mut poller => Some(joined),
+        };
+        stop_polling.cancel();
+        let mut jobs = match ended {
+            Some(joined) => joined,
+            None => poller.await,
         }
-        drain(&shared, &mut jobs).await;
+        .unwrap_or_else(|err| {
+            error!("the poll loop panicked: {err}");
+            JoinSet::new()
+        });
+        drain(&shared, &mut jobs, reporter).await;
         status_stop.cancel();
         let _ = status_task.await;
         if timeout(FINAL_STATUS_TIMEOUT, send_status(&shared))
@@ -155,91 +175,6 @@ pub async fn shutdown_signal() {
     info!("SIGINT: shutting down");
 }
 
-/// Registers (again when the server forgot the worker), polls for the free slots and
-/// spawns a task per job; returns only if the slot semaphore closes (it never does).
-async fn poll_loop(shared: &Arc<Shared>, jobs: &mut JoinSet<()>) {
-    let mut backoff = Backoff::new(shared.config.reconnect);
-    loop {
-        while jobs.try_join_next().is_some() {}
-        let Some(worker_id) = shared.registered_id() else {
-            if !register(shared).await {
-                sleep(backoff.next_delay()).await;
-            }
-            continue;
-        };
-        let Ok(first) = shared.slots.clone().acquire_owned().await else {
-            return;
-        };
-        let mut permits = vec![first];
-        while permits.len() < MAX_JOBS_PER_POLL
-            && let Ok(permit) = shared.slots.clone().try_acquire_owned()
-        {
-            permits.push(permit);
-        }
-        let request = PollRequest {
-            worker_id,
-            queues: shared.config.queues.clone(),
-            max_jobs: u32::try_from(permits.len()).unwrap_or(u32::MAX),
-            wait_ms: u64::try_from(shared.poll_wait().as_millis()).unwrap_or(u64::MAX),
-        };
-        shared.set_polling(permits.len());
-        let polled = shared.client.poll(&request).await;
-        shared.set_polling(0);
-        match polled {
-            Ok(polled) => {
-                backoff.reset();
-                shared.stats.call_ok();
-                debug!(jobs = polled.jobs.len(), free = request.max_jobs, "polled");
-                // No await from here on: a job received is always spawned.
-                for claimed in polled.jobs {
-                    match permits.pop() {
-                        Some(permit) => jobs.spawn(job::run(shared.clone(), claimed, permit)),
-                        None => jobs.spawn(job::hand_back(shared.clone(), claimed)),
-                    };
-                }
-            }
-            Err(err) => {
-                drop(permits);
-                shared.call_failed("poll", &err);
-                let delay = backoff.next_delay();
-                debug!(
-                    ?delay,
-                    attempt = backoff.attempts(),
-                    "polling again after a pause"
-                );
-                sleep(delay).await;
-            }
-        }
-    }
-}
-
-/// Registers under the worker's id (when it has one); whether it worked.
-async fn register(shared: &Shared) -> bool {
-    let config = &shared.config;
-    let request = RegisterRequest {
-        id: shared.registration_id(),
-        host: config.host.clone(),
-        pid: std::process::id(),
-        queues: config.queues.clone(),
-        concurrency: config.concurrency,
-        version: config.version.clone(),
-    };
-    match shared.client.register(&request).await {
-        Ok(reply) => {
-            shared.stats.call_ok();
-            Span::current().record("worker_id", reply.worker_id.as_str());
-            let (lease_ms, max_wait_ms) = (reply.lease_ms, reply.max_wait_ms);
-            info!(lease_ms, max_wait_ms, "registered");
-            shared.registered(reply);
-            true
-        }
-        Err(err) => {
-            shared.call_failed("register", &err);
-            false
-        }
-    }
-}
-
 /// Reports the status every `status_interval` until `stop`.
 async fn status_loop(shared: Arc<Shared>, stop: CancellationToken) {
     let every = shared.config.status_interval;
@@ -275,10 +210,13 @@ async fn send_status(shared: &Shared) {
     }
 }
 
-/// Lets running jobs finish within the grace period, then cancels and hands back the rest.
-async fn drain(shared: &Shared, jobs: &mut JoinSet<()>) {
+/// Lets running jobs finish within the grace period, then cancels and hands back the rest;
+/// then waits for the reporter to send every outcome. All of it ends by the deadline of
+/// grace + cancel grace + [`REPORT_GRACE`].
+async fn drain(shared: &Shared, jobs: &mut JoinSet<()>, reporter: Reporter) {
     shared.start_draining();
     let grace = shared.config.shutdown_grace;
+    let deadline = Instant::now() + grace + shared.config.cancel_grace + REPORT_GRACE;
     info!(
         running = jobs.len(),
         ?grace,
@@ -288,25 +226,24 @@ async fn drain(shared: &Shared, jobs: &mut JoinSet<()>) {
         timeout(FINAL_STATUS_TIMEOUT, send_status(shared)),
         timeout(grace, join_all(jobs))
     );
-    if drained.is_ok() {
-        return;
-    }
-    let left = jobs.len();
-    warn!(
-        left,
-        "grace period over: cancelling the jobs still running to hand them back"
-    );
-    shared.hard_stop.cancel();
-    let limit = shared.config.cancel_grace + job::REPORT_GRACE;
-    if timeout(limit, join_all(jobs)).await.is_err() {
+    if drained.is_err() {
         let left = jobs.len();
-        error!(
+        warn!(
             left,
-            "jobs left unreported; the server runs them again once their leases expire"
+            "grace period over: cancelling the jobs still running to hand them back"
         );
-        jobs.abort_all();
-        join_all(jobs).await;
+        shared.hard_stop.cancel();
+        if timeout_at(deadline, join_all(jobs)).await.is_err() {
+            let left = jobs.len();
+            error!(
+                left,
+                "jobs left unreported; the server runs them again once their leases expire"
+            );
+            jobs.abort_all();
+            join_all(jobs).await;
+        }
     }
+    reporter.finish(deadline).await;
 }
 
 async fn join_all(jobs: &mut JoinSet<()>) {

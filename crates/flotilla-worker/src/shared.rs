@@ -1,5 +1,5 @@
-//! [`Shared`]: the configuration and the state the poll loop, the job tasks, the status
-//! loop and the health port share.
+//! [`Shared`]: the configuration and the state the poll loop, the job tasks, the reporter,
+//! the status loop and the health port share.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -9,11 +9,12 @@ use std::time::Duration;
 use flotilla_client::{Client, ClientError};
 use flotilla_core::ErrorCode;
 use flotilla_proto::{RegisterResponse, WorkerHealth};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
 use crate::handler::lock;
+use crate::report::Ack;
 use crate::stats::{Gauges, Stats};
 use crate::{Handler, HealthRules};
 
@@ -41,7 +42,8 @@ struct Session {
     max_wait: Duration,
 }
 
-/// State shared by the poll loop, the job tasks, the status loop and the health port.
+/// State shared by the poll loop, the job tasks, the reporter, the status loop and the
+/// health port.
 pub(crate) struct Shared {
     pub(crate) client: Client,
     pub(crate) config: Config,
@@ -50,6 +52,8 @@ pub(crate) struct Shared {
     pub(crate) slots: Arc<Semaphore>,
     /// Fires when the grace period is over: running jobs are cancelled and handed back.
     pub(crate) hard_stop: CancellationToken,
+    /// Where job tasks hand their outcomes to the reporter.
+    pub(crate) acks: mpsc::Sender<Ack>,
     session: Mutex<Session>,
     draining: AtomicBool,
     /// Slots held by the poll in flight (free, but not in the semaphore).
@@ -108,8 +112,14 @@ impl Shared {
         }
     }
 
-    /// Fresh state for a worker that will register as `worker_id` (or as the server says).
-    pub(crate) fn new(client: Client, config: Config, worker_id: Option<String>) -> Self {
+    /// Fresh state for a worker that will register as `worker_id` (or as the server says)
+    /// and report outcomes on `acks`.
+    pub(crate) fn new(
+        client: Client,
+        config: Config,
+        worker_id: Option<String>,
+        acks: mpsc::Sender<Ack>,
+    ) -> Self {
         let session = Session {
             worker_id,
             registered: false,
@@ -122,6 +132,7 @@ impl Shared {
             slots: Arc::new(Semaphore::new(config.concurrency as usize)),
             config,
             hard_stop: CancellationToken::new(),
+            acks,
             session: Mutex::new(session),
             draining: AtomicBool::new(false),
             polling: AtomicUsize::new(0),

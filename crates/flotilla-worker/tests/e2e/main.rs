@@ -4,10 +4,12 @@
 //!
 //! Modules:
 //! - `run`: success, fatal errors, cancel, timeout, exec commands, unknown kinds.
+//! - `batch`: outcomes reported in batches, and exactly once when an answer is lost.
 //! - `drain`: shutdown with jobs in flight, within and past the grace period.
 //! - `outage`: the server goes away and comes back (through `proxy`), or restarts.
 //! - `health`: the health port, and the client's own calls.
 
+mod batch;
 mod drain;
 mod health;
 mod outage;
