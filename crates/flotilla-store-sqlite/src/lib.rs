@@ -86,7 +86,8 @@ impl SqliteStore {
         let path = path.as_ref().to_path_buf();
         let lock = schema::lock_file(&path)?;
         let conn = schema::open_writer(&path, options.durability)?;
-        let writer = WriterHandle::spawn(conn)?;
+        let inline = options.durability == Durability::Relaxed;
+        let writer = WriterHandle::spawn(conn, inline)?;
         let readers = Arc::new(Readers {
             path,
             idle: Mutex::new(Vec::new()),
