@@ -27,6 +27,7 @@ mod admin;
 mod claim;
 mod counts;
 mod cron;
+mod import;
 mod insert;
 mod maintenance;
 mod read;
@@ -287,5 +288,20 @@ impl Store for SqliteStore {
 
     async fn cron_fire_due(&self, params: MaintenanceParams) -> StoreResult<CronReport> {
         self.writer.call(move |w| cron::fire_due(w, params)).await
+    }
+
+    async fn job_import(&self, jobs: Vec<Job>) -> StoreResult<u64> {
+        self.writer.call(move |w| import::jobs(w, jobs)).await
+    }
+
+    async fn queue_import_totals(&self, queue: &str, totals: Throughput) -> StoreResult<()> {
+        let queue = queue.to_owned();
+        self.writer
+            .call(move |w| import::totals(w, &queue, totals))
+            .await
+    }
+
+    async fn cron_import(&self, entry: CronEntry) -> StoreResult<()> {
+        self.writer.call(move |w| import::cron(w, entry)).await
     }
 }
