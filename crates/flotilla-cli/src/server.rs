@@ -46,8 +46,8 @@ pub(crate) fn config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
     Ok(config)
 }
 
-/// Opens the store a `sqlite:PATH` URL names.
-pub(crate) fn open_store(
+/// Opens (and migrates) the store a `sqlite:PATH` URL names.
+pub(crate) async fn open_store(
     url: &str,
     max_payload_bytes: usize,
     durability: Durability,
@@ -68,7 +68,7 @@ pub(crate) fn open_store(
 pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let config = config(&args)?;
     let tokens = config.resolve_tokens(|k| std::env::var(k).ok())?;
-    let store = open_store(&config.store, config.max_payload_bytes, config.durability)?;
+    let store = open_store(&config.store, config.max_payload_bytes, config.durability).await?;
     let engine = Engine::new(store, Arc::new(SystemClock));
     engine
         .apply(&config)

@@ -1,5 +1,6 @@
 //! End-to-end tests of the `flotilla` binary: real server processes on loopback ports.
 
+mod copy;
 mod processes;
 mod python_example;
 mod secrets;
