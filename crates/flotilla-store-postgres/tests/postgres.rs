@@ -1,0 +1,447 @@
+//! The PostgreSQL store's own tests: migrations, connection errors, and limits, unique keys
+//! and cron under real concurrency from two stores on one schema (as two servers).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{SchemaGuard, admin_client, fresh_schema, options, url};
+use flotilla_store::Store;
+use flotilla_store_postgres::{PgOptions, PgStore};
+
+/// Two stores migrating the same fresh schema at once both succeed, and each migration is
+/// applied exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_migrations_apply_once() {
+    let schema = fresh_schema();
+    let _guard = SchemaGuard {
+        schema: schema.clone(),
+    };
+    let a = PgStore::connect(&url(), options(&schema, false))
+        .await
+        .expect("connect a");
+    let b = PgStore::connect(&url(), options(&schema, false))
+        .await
+        .expect("connect b");
+    let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
+    let (ra, rb) = (ra.expect("migrate a"), rb.expect("migrate b"));
+    let mut all: Vec<u32> = ra.iter().chain(&rb).copied().collect();
+    all.sort_unstable();
+    let latest = a.schema_version().await.expect("version");
+    assert!(latest >= 1);
+    assert_eq!(
+        all,
+        (1..=latest).collect::<Vec<_>>(),
+        "a: {ra:?}, b: {rb:?}"
+    );
+    assert_eq!(b.schema_version().await.expect("version"), latest);
+
+    let admin = admin_client().await;
+    let row = admin
+        .query_one(
+            &format!(
+                "SELECT count(*), count(DISTINCT version) FROM \"{schema}\".flotilla_migrations"
+            ),
+            &[],
+        )
+        .await
+        .expect("read migrations");
+    let (rows, distinct): (i64, i64) = (row.get(0), row.get(1));
+    assert_eq!((rows, distinct), (i64::from(latest), i64::from(latest)));
+    assert!(
+        a.migrate().await.expect("again").is_empty(),
+        "nothing left to apply"
+    );
+    // Both handles work on the one schema.
+    a.queue_upsert(flotilla_core::QueueConfig::new("q"))
+        .await
+        .expect("upsert");
+    assert_eq!(b.queue_get("q").await.expect("get").name, "q");
+}
+
+/// A database that cannot be reached is `unavailable`, not a panic or `internal`.
+#[tokio::test]
+async fn unreachable_database_is_unavailable() {
+    let options = PgOptions {
+        connect_timeout: Duration::from_secs(2),
+        ..PgOptions::default()
+    };
+    let err = PgStore::connect("postgres://postgres@127.0.0.1:1/test", options)
+        .await
+        .expect_err("nothing listens on port 1");
+    assert_eq!(err.code(), flotilla_core::ErrorCode::Unavailable, "{err:?}");
+}
+
+// ----- limits, unique keys and cron under concurrency, across two stores -----
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use flotilla_core::{Clock, CronSchedule, CronSpec, Job, JobId, NewJob, QueueConfig};
+use flotilla_store::{
+    Completion, JobCompleteManyParams, JobInsertManyParams, JobListParams, MaintenanceParams,
+    StateCounts,
+};
+use flotilla_store_tests::Harness;
+use flotilla_store_tests::support::*;
+use serde_json::json;
+
+const CLAIMERS: usize = 8;
+
+/// The store of claimer `n`: even ones use `store`, odd ones `other`.
+fn handle(h: &Harness, n: usize) -> Arc<dyn Store> {
+    if n.is_multiple_of(2) {
+        h.store.clone()
+    } else {
+        h.other.clone()
+    }
+}
+
+/// Runs `CLAIMERS` claimers on both stores until `total` jobs have completed. Each holds
+/// its jobs for a moment (yielding), calling `hold` when it takes a job and `release`
+/// before completing it, so the callbacks never see more jobs held than are running.
+/// (They record, and the test asserts at the end: a claimer that panicked would strand its
+/// jobs and stall the others.)
+async fn drain<H, R>(h: &Harness, queue: &'static str, total: u64, hold: H, release: R)
+where
+    H: Fn(&Job) + Send + Sync + 'static,
+    R: Fn(&Job) + Send + Sync + 'static,
+{
+    let done = Arc::new(AtomicU64::new(0));
+    let hold = Arc::new(hold);
+    let release = Arc::new(release);
+    let tasks: Vec<_> = (0..CLAIMERS)
+        .map(|n| {
+            let store = handle(h, n);
+            let clock = h.clock.clone();
+            let (done, hold, release) = (done.clone(), hold.clone(), release.clone());
+            tokio::spawn(async move {
+                let mut idle = 0u32;
+                while done.load(Ordering::SeqCst) < total {
+                    let now = clock.now();
+                    let jobs = claim_via(&*store, now, &[queue], 5, &format!("w{n}")).await;
+                    if jobs.is_empty() {
+                        idle += 1;
+                        assert!(idle < 200_000, "claimer {n} stalled");
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                    idle = 0;
+                    jobs.iter().for_each(|j| hold(j));
+                    tokio::task::yield_now().await;
+                    jobs.iter().for_each(|j| release(j));
+                    let completions = jobs
+                        .iter()
+                        .map(|j| Completion {
+                            job_id: j.id,
+                            token: token(j),
+                            result: None,
+                        })
+                        .collect();
+                    let results = store
+                        .job_complete_many(JobCompleteManyParams { completions, now })
+                        .await
+                        .expect("complete");
+                    assert!(results.iter().all(Result::is_ok), "{results:?}");
+                    done.fetch_add(jobs.len() as u64, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("a claimer panicked");
+    }
+}
+
+/// A queue's counts must match its jobs, state by state.
+async fn counts_match_jobs(h: &Harness, queue: &str) {
+    let jobs = list_all(
+        h,
+        JobListParams {
+            queue: Some(queue.to_owned()),
+            ..JobListParams::default()
+        },
+        1000,
+    )
+    .await;
+    let mut expected = StateCounts::default();
+    for j in &jobs {
+        *expected.get_mut(j.state) += 1;
+    }
+    assert_eq!(stats(h, queue).await.counts, expected, "{queue}");
+}
+
+/// With `concurrency: 3`, eight claimers on two stores never hold more than three jobs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_limit_holds_across_stores() {
+    let h = common::harness().await;
+    queue_with(
+        &h,
+        QueueConfig {
+            concurrency: Some(3),
+            ..QueueConfig::new("q")
+        },
+    )
+    .await;
+    insert_n(&h, "q", 300).await;
+    let held = Arc::new(AtomicI64::new(0));
+    let peak = Arc::new(AtomicI64::new(0));
+    let (held2, peak2) = (held.clone(), peak.clone());
+    drain(
+        &h,
+        "q",
+        300,
+        move |_| {
+            let now = held.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now, Ordering::SeqCst);
+        },
+        move |_| {
+            held2.fetch_sub(1, Ordering::SeqCst);
+        },
+    )
+    .await;
+    let peak = peak2.load(Ordering::SeqCst);
+    assert!(
+        (1..=3).contains(&peak),
+        "{peak} jobs held at once under a limit of 3"
+    );
+    assert_eq!(stats(&h, "q").await.totals.succeeded, 300);
+    counts_match_jobs(&h, "q").await;
+}
+
+/// With `group_concurrency: 2` on a fair queue, no group ever has more than two jobs
+/// held, whichever store claims, and every group is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_limit_holds_across_stores() {
+    let h = common::harness().await;
+    queue_with(
+        &h,
+        QueueConfig {
+            group_concurrency: Some(2),
+            fair: true,
+            ..QueueConfig::new("q")
+        },
+    )
+    .await;
+    let jobs: Vec<NewJob> = (0..250)
+        .map(|n| job("q", "work").group_key(format!("tenant-{}", n % 5)))
+        .collect();
+    insert_many(&h, jobs).await;
+    let held: Arc<Mutex<HashMap<String, i64>>> = Arc::default();
+    let peak = Arc::new(AtomicI64::new(0));
+    let (held2, peak2) = (held.clone(), peak.clone());
+    drain(
+        &h,
+        "q",
+        250,
+        move |j| {
+            let mut held = held.lock().expect("ledger");
+            let n = held
+                .entry(j.group_key.clone().unwrap_or_default())
+                .or_default();
+            *n += 1;
+            peak.fetch_max(*n, Ordering::SeqCst);
+        },
+        move |j| {
+            *held2
+                .lock()
+                .expect("ledger")
+                .entry(j.group_key.clone().unwrap_or_default())
+                .or_default() -= 1;
+        },
+    )
+    .await;
+    let peak = peak2.load(Ordering::SeqCst);
+    assert!((1..=2).contains(&peak), "a group held {peak} jobs at once");
+    counts_match_jobs(&h, "q").await;
+}
+
+/// A rate limit of ten is one bucket for every server: at one instant, eight claimers on
+/// two stores get ten jobs in all; a second later, ten more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_is_one_bucket_across_stores() {
+    let h = common::harness().await;
+    queue_with(
+        &h,
+        QueueConfig {
+            rate_limit: Some(10),
+            ..QueueConfig::new("q")
+        },
+    )
+    .await;
+    insert_n(&h, "q", 100).await;
+    for _ in 0..3 {
+        let now = h.clock.now();
+        let tasks: Vec<_> = (0..CLAIMERS)
+            .map(|n| {
+                let store = handle(&h, n);
+                tokio::spawn(async move {
+                    claim_via(&*store, now, &["q"], 100, &format!("w{n}"))
+                        .await
+                        .len()
+                })
+            })
+            .collect();
+        let mut total = 0;
+        for t in tasks {
+            total += t.await.expect("claimer");
+        }
+        assert_eq!(total, 10);
+        h.clock.advance(Duration::from_secs(1));
+    }
+}
+
+/// Eight producers on two stores enqueue overlapping batches of the same twenty unique
+/// keys, each in its own order: one live job per key, and every answer names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unique_keys_hold_under_concurrent_batches() {
+    let h = common::harness().await;
+    queue(&h, "q").await;
+    let now = h.clock.now();
+    let tasks: Vec<_> = (0..CLAIMERS)
+        .map(|n| {
+            let store = handle(&h, n);
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                for round in 0..5 {
+                    let mut keys: Vec<usize> = (0..20).collect();
+                    // A different order per producer and round.
+                    keys.rotate_left((n * 7 + round * 3) % 20);
+                    if (n + round) % 2 == 1 {
+                        keys.reverse();
+                    }
+                    let jobs: Vec<NewJob> = keys
+                        .iter()
+                        .map(|k| job("q", "work").unique_key(format!("k{k}")))
+                        .collect();
+                    let got = store
+                        .job_insert_many(JobInsertManyParams { jobs, now })
+                        .await
+                        .expect("insert");
+                    answers.extend(keys.into_iter().zip(got.into_iter().map(|i| i.id)));
+                }
+                answers
+            })
+        })
+        .collect();
+    let mut by_key: HashMap<usize, HashSet<JobId>> = HashMap::new();
+    for t in tasks {
+        for (k, id) in t.await.expect("producer") {
+            by_key.entry(k).or_default().insert(id);
+        }
+    }
+    assert_eq!(by_key.len(), 20);
+    assert!(by_key.values().all(|ids| ids.len() == 1), "{by_key:?}");
+    assert_eq!(jobs_in(&h, "q").await.len(), 20);
+    assert_eq!(stats(&h, "q").await.totals.enqueued, 20);
+    counts_match_jobs(&h, "q").await;
+}
+
+/// Eight schedulers on two stores fire three schedules for five ticks: each tick of each
+/// schedule exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cron_fires_each_tick_once_across_stores() {
+    let h = common::harness().await;
+    queue(&h, "q").await;
+    let t0 = h.clock.now();
+    for name in ["a", "b", "c"] {
+        let spec = CronSpec::parse("* * * * *").expect("spec");
+        let schedule = CronSchedule::new(name, spec, "q", "tick", json!({}));
+        h.store.cron_upsert(schedule, t0).await.expect("upsert");
+    }
+    let mut fired = Vec::new();
+    for _ in 0..5 {
+        h.clock.advance(Duration::from_secs(60));
+        let params = MaintenanceParams {
+            now: h.clock.now(),
+            limit: 0,
+        };
+        let tasks: Vec<_> = (0..CLAIMERS)
+            .map(|n| {
+                let store = handle(&h, n);
+                tokio::spawn(async move { store.cron_fire_due(params).await.expect("fire") })
+            })
+            .collect();
+        for t in tasks {
+            fired.extend(t.await.expect("scheduler").fired);
+        }
+    }
+    assert_eq!(fired.len(), 15, "{fired:?}");
+    let ticks: HashSet<_> = fired.iter().map(|f| (f.0.clone(), f.1)).collect();
+    assert_eq!(ticks.len(), 15);
+    assert_eq!(jobs_in(&h, "q").await.len(), 15);
+}
+
+/// Claims across two queues and completions spanning both, concurrently from two stores
+/// (transactions that touch several queue rows): nothing fails, and the counts agree with
+/// the jobs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_queue_batches_do_not_deadlock() {
+    let h = common::harness().await;
+    queue(&h, "a").await;
+    queue(&h, "b").await;
+    let mixed = |n: usize| -> Vec<NewJob> {
+        (0..n)
+            .map(|i| job(if i % 2 == 0 { "a" } else { "b" }, "work"))
+            .collect()
+    };
+    for _ in 0..4 {
+        insert_many(&h, mixed(100)).await;
+    }
+    let done = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..CLAIMERS)
+        .map(|n| {
+            let store = handle(&h, n);
+            let clock = h.clock.clone();
+            let done = done.clone();
+            let order: [&'static str; 2] = if n.is_multiple_of(3) {
+                ["b", "a"]
+            } else {
+                ["a", "b"]
+            };
+            tokio::spawn(async move {
+                while done.load(Ordering::SeqCst) < 400 {
+                    let now = clock.now();
+                    let jobs = claim_via(&*store, now, &order, 7, "w").await;
+                    if jobs.is_empty() {
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                    // Enqueue more into both queues while completing across both.
+                    if n % 4 == 1 {
+                        store
+                            .job_insert_many(JobInsertManyParams {
+                                jobs: vec![job("b", "extra"), job("a", "extra")],
+                                now,
+                            })
+                            .await
+                            .expect("insert");
+                    }
+                    let mut completions: Vec<Completion> = jobs
+                        .iter()
+                        .map(|j| Completion {
+                            job_id: j.id,
+                            token: token(j),
+                            result: None,
+                        })
+                        .collect();
+                    if n % 2 == 1 {
+                        completions.reverse();
+                    }
+                    let results = store
+                        .job_complete_many(JobCompleteManyParams { completions, now })
+                        .await
+                        .expect("complete");
+                    assert!(results.iter().all(Result::is_ok));
+                    done.fetch_add(jobs.len() as u64, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("a claimer panicked");
+    }
+    counts_match_jobs(&h, "a").await;
+    counts_match_jobs(&h, "b").await;
+}
