@@ -4,11 +4,8 @@
 -- always the caller's `now`, never the database's clock.
 
 -- One row per queue: its settings (JSON of QueueConfig, with the columns the statements
--- need spelled out), its job counts per state, its throughput counters, its rate-limit
--- bucket and the round-robin sequence of its groups. Counts change in the same transaction
--- as the jobs they count. The row is also the lock that serializes claims on a limited,
--- rate-limited or fair queue. Counters are not indexed, so their updates are HOT; the low
--- fill factor leaves room on the page for the new row versions.
+-- need spelled out), its rate-limit bucket and the round-robin sequence of its groups. The
+-- row is also the lock that serializes claims on a limited, rate-limited or fair queue.
 CREATE TABLE queues (
     name            text PRIMARY KEY,
     config          text NOT NULL,
@@ -20,7 +17,19 @@ CREATE TABLE queues (
     max_attempts    integer NOT NULL,
     bucket_tokens   double precision,
     bucket_at       timestamptz,
-    group_seq       bigint NOT NULL DEFAULT 0,
+    group_seq       bigint NOT NULL DEFAULT 0
+) WITH (fillfactor = 70);
+
+-- Job counts per state and throughput counters per queue, changed in the same transaction
+-- as the jobs they count. A queue's numbers are the sum of its rows, one per shard: each
+-- connection writes to the shard of its backend (pid % 64), so transactions on different
+-- connections never wait for each other's counter row (a single counter row per queue
+-- would serialize every transaction on the queue through its commit). Reading a queue's
+-- numbers sums at most 64 rows. Counters are not indexed, so their updates are HOT; the
+-- low fill factor leaves room on the page for the new row versions.
+CREATE TABLE queue_counts (
+    queue           text     NOT NULL,
+    shard           smallint NOT NULL,
     n_scheduled     bigint NOT NULL DEFAULT 0,
     n_available     bigint NOT NULL DEFAULT 0,
     n_running       bigint NOT NULL DEFAULT 0,
@@ -33,7 +42,8 @@ CREATE TABLE queues (
     t_retried       bigint NOT NULL DEFAULT 0,
     t_dead          bigint NOT NULL DEFAULT 0,
     t_cancelled     bigint NOT NULL DEFAULT 0,
-    t_lease_expired bigint NOT NULL DEFAULT 0
+    t_lease_expired bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (queue, shard)
 ) WITH (fillfactor = 50);
 
 -- Lease tokens: one store-wide sequence without a cache, so a later claim always gets a

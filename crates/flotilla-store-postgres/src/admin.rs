@@ -1,6 +1,6 @@
 //! Operator actions: queue settings and pause, cancel, run-again / replay, and the
 //! dead-letter replay and purge. Each is one transaction that locks the job rows it moves
-//! before the queue rows it counts in.
+//! before the count rows it changes.
 
 use std::time::Duration;
 

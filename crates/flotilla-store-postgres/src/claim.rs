@@ -17,7 +17,7 @@
 //! leased from earlier queues are returned rather than stranded until their lease expires.
 //!
 //! Due scheduled jobs are promoted first, inline (with `SKIP LOCKED`, never waiting), so a
-//! claim never waits for the promoter; the queue row's `n_scheduled` lets a claim skip that
+//! claim never waits for the promoter; the queue's `n_scheduled` lets a claim skip that
 //! step when nothing is scheduled.
 
 use std::collections::HashMap;
@@ -90,7 +90,9 @@ async fn queue_infos(s: &PgStore, names: &[&str]) -> Result<HashMap<String, Queu
     let c = s.client().await?;
     let stmt = c
         .prepare_cached(
-            "SELECT name, config, paused, limited, n_scheduled FROM queues WHERE name = ANY($1::text[])",
+            "SELECT q.name, q.config, q.paused, q.limited,
+                    coalesce((SELECT sum(c.n_scheduled) FROM queue_counts c WHERE c.queue = q.name), 0)::bigint
+             FROM queues q WHERE q.name = ANY($1::text[])",
         )
         .await?;
     let rows = c.query(&stmt, &[&names]).await?;
@@ -219,7 +221,7 @@ async fn claim_limited(
     let tx = c.transaction().await?;
     let stmt = tx
         .prepare_cached(
-            "SELECT config, paused, n_running, n_scheduled, bucket_tokens, bucket_at, group_seq
+            "SELECT config, paused, bucket_tokens, bucket_at, group_seq
              FROM queues WHERE name = $1 FOR NO KEY UPDATE",
         )
         .await?;
@@ -228,13 +230,22 @@ async fn claim_limited(
     };
     let config = crate::read::parse_config(&get::<String>(&row, 0)?)?;
     let paused: bool = get(&row, 1)?;
-    let running: i64 = get(&row, 2)?;
-    let scheduled: i64 = get(&row, 3)?;
     let mut bucket = Bucket {
-        tokens: get::<Option<f64>>(&row, 4)?.unwrap_or(f64::from(config.rate_limit.unwrap_or(0))),
-        at: get::<Option<Timestamp>>(&row, 5)?.unwrap_or(p.now),
+        tokens: get::<Option<f64>>(&row, 2)?.unwrap_or(f64::from(config.rate_limit.unwrap_or(0))),
+        at: get::<Option<Timestamp>>(&row, 3)?.unwrap_or(p.now),
     };
-    let group_seq: i64 = get(&row, 6)?;
+    let group_seq: i64 = get(&row, 4)?;
+    // The counts are read by a statement of their own, after the lock is held: its
+    // snapshot then includes every claim that held the lock before.
+    let stmt = tx
+        .prepare_cached(
+            "SELECT coalesce(sum(n_running), 0)::bigint, coalesce(sum(n_scheduled), 0)::bigint
+             FROM queue_counts WHERE queue = $1",
+        )
+        .await?;
+    let row = tx.query_one(&stmt, &[&name]).await?;
+    let running: i64 = get(&row, 0)?;
+    let scheduled: i64 = get(&row, 1)?;
     if paused {
         tx.commit().await?;
         return Ok(Vec::new());

@@ -60,7 +60,9 @@ pub(crate) async fn promote_due(
     let c = s.client().await?;
     let stmt = c
         .prepare_cached(&promote_sql(
-            "SELECT d.id FROM (SELECT name FROM queues WHERE n_scheduled > 0 ORDER BY name) q
+            "SELECT d.id FROM (
+                SELECT queue AS name FROM queue_counts GROUP BY queue HAVING sum(n_scheduled) > 0
+                ORDER BY queue) q
              CROSS JOIN LATERAL (
                 SELECT id FROM jobs WHERE state = 0 AND queue = q.name AND run_at <= $1::timestamptz
                 ORDER BY run_at LIMIT $2::bigint FOR UPDATE SKIP LOCKED) d

@@ -122,8 +122,8 @@ pub(crate) async fn queue_config(s: &PgStore, name: &str) -> Result<QueueConfig,
     Ok(config)
 }
 
-/// Statistics of one queue or all, by name: one row per queue, plus one index seek per
-/// priority for the oldest available job.
+/// Statistics of one queue or all, by name: the sum of each queue's count shards (at most
+/// 64 rows), plus one index seek per priority for the oldest available job.
 pub(crate) async fn queue_stats(
     s: &PgStore,
     queue: Option<&str>,
@@ -132,15 +132,27 @@ pub(crate) async fn queue_stats(
     let c = s.client().await?;
     let stmt = c
         .prepare_cached(
-            "SELECT q.name, q.paused, q.n_scheduled, q.n_available, q.n_running, q.n_succeeded,
-                    q.n_cancelled, q.n_dead, q.t_enqueued, q.t_succeeded, q.t_failed, q.t_retried,
-                    q.t_dead, q.t_cancelled, q.t_lease_expired,
+            "WITH q AS (SELECT name, paused FROM queues WHERE $1::text IS NULL OR name = $1),
+             n AS (
+                SELECT queue, sum(n_scheduled) AS s, sum(n_available) AS a, sum(n_running) AS r,
+                       sum(n_succeeded) AS ok, sum(n_cancelled) AS c, sum(n_dead) AS x,
+                       sum(t_enqueued) AS te, sum(t_succeeded) AS ts, sum(t_failed) AS tf,
+                       sum(t_retried) AS tr, sum(t_dead) AS td, sum(t_cancelled) AS tc,
+                       sum(t_lease_expired) AS tl
+                FROM queue_counts WHERE queue IN (SELECT name FROM q) GROUP BY queue
+             )
+             SELECT q.name, q.paused,
+                    coalesce(n.s, 0)::bigint, coalesce(n.a, 0)::bigint, coalesce(n.r, 0)::bigint,
+                    coalesce(n.ok, 0)::bigint, coalesce(n.c, 0)::bigint, coalesce(n.x, 0)::bigint,
+                    coalesce(n.te, 0)::bigint, coalesce(n.ts, 0)::bigint, coalesce(n.tf, 0)::bigint,
+                    coalesce(n.tr, 0)::bigint, coalesce(n.td, 0)::bigint, coalesce(n.tc, 0)::bigint,
+                    coalesce(n.tl, 0)::bigint,
                     (SELECT min(o.run_at) FROM generate_series(0, 9) AS p(priority)
                      CROSS JOIN LATERAL (
                         SELECT run_at FROM jobs
                         WHERE state = 1 AND queue = q.name AND priority = p.priority::smallint
                         ORDER BY run_at LIMIT 1) o)
-             FROM queues q WHERE $1::text IS NULL OR q.name = $1 ORDER BY q.name",
+             FROM q LEFT JOIN n ON n.queue = q.name ORDER BY q.name",
         )
         .await?;
     let rows = c.query(&stmt, &[&queue]).await?;
