@@ -445,3 +445,77 @@ async fn multi_queue_batches_do_not_deadlock() {
     counts_match_jobs(&h, "a").await;
     counts_match_jobs(&h, "b").await;
 }
+
+/// Switching a queue to fairness while producers on two stores enqueue into it: every live
+/// job ends up in a group (none is left invisible to round-robin claims), the group counts
+/// agree with the jobs, and every job can be claimed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_to_fairness_during_enqueues_keys_every_job() {
+    let h = common::harness().await;
+    queue(&h, "q").await;
+    let now = h.clock.now();
+    let producers: Vec<_> = (0..4)
+        .map(|n| {
+            let store = handle(&h, n);
+            tokio::spawn(async move {
+                for i in 0..60 {
+                    let jobs = if i % 3 == 0 {
+                        vec![job("q", "work"), job("q", "work").group_key("g")]
+                    } else {
+                        vec![job("q", "work")]
+                    };
+                    store
+                        .job_insert_many(JobInsertManyParams { jobs, now })
+                        .await
+                        .expect("insert");
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    h.other
+        .queue_upsert(QueueConfig {
+            fair: true,
+            ..QueueConfig::new("q")
+        })
+        .await
+        .expect("switch to fair");
+    for p in producers {
+        p.await.expect("producer");
+    }
+    let schema = &h
+        .guard
+        .downcast_ref::<SchemaGuard>()
+        .expect("a schema guard")
+        .schema;
+    let admin = admin_client().await;
+    let row = admin
+        .query_one(
+            &format!(
+                "SELECT count(*) FILTER (WHERE group_key IS NULL),
+                        count(*) FILTER (WHERE state = 1 AND group_key = ''),
+                        (SELECT coalesce(sum(available), 0)::bigint FROM \"{schema}\".job_groups
+                         WHERE queue = 'q' AND group_key = '')
+                 FROM \"{schema}\".jobs WHERE queue = 'q'"
+            ),
+            &[],
+        )
+        .await
+        .expect("count");
+    let (ungrouped, in_blank, counted): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!(ungrouped, 0, "live jobs left without a group");
+    assert_eq!(in_blank, counted, "group counts disagree with the jobs");
+    let total = jobs_in(&h, "q").await.len();
+    assert_eq!(total, 4 * 80);
+    let mut claimed = 0;
+    loop {
+        let got = claim(&h, &["q"], 50).await;
+        if got.is_empty() {
+            break;
+        }
+        claimed += got.len();
+    }
+    assert_eq!(claimed, total);
+    counts_match_jobs(&h, "q").await;
+}
