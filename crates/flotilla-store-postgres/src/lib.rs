@@ -441,3 +441,69 @@ impl Store for PgStore {
         run!(cron::fire_due(self, &params))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url() -> String {
+        std::env::var("FLOTILLA_TEST_PG")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+    }
+
+    async fn setting(store: &PgStore, name: &str) -> String {
+        let c = store.client().await.expect("a connection");
+        let row = c
+            .query_one("SELECT current_setting($1)", &[&name])
+            .await
+            .expect("current_setting");
+        row.get(0)
+    }
+
+    #[tokio::test]
+    async fn every_connection_gets_the_schema_and_durability() {
+        for (durability, expected) in [(Durability::Full, "on"), (Durability::Relaxed, "off")] {
+            let options = PgOptions {
+                pool_size: 2,
+                schema: Some("flotilla_settings_check".into()),
+                durability,
+                migrate: false,
+                ..PgOptions::default()
+            };
+            let store = PgStore::connect(&url(), options).await.expect("connect");
+            assert_eq!(setting(&store, "synchronous_commit").await, expected);
+            assert_eq!(
+                setting(&store, "search_path").await,
+                "flotilla_settings_check"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_schema_names_and_urls_are_refused() {
+        for schema in ["", "Upper", "has space", "x;drop", &"a".repeat(64)] {
+            let options = PgOptions {
+                schema: Some(schema.into()),
+                ..PgOptions::default()
+            };
+            let err = PgStore::connect(&url(), options).await.expect_err(schema);
+            assert_eq!(
+                err.code(),
+                flotilla_core::ErrorCode::InvalidArgument,
+                "{schema:?}"
+            );
+        }
+        let err = PgStore::connect("postgres://[bad", PgOptions::default())
+            .await
+            .expect_err("a bad url");
+        assert_eq!(err.code(), flotilla_core::ErrorCode::InvalidArgument);
+    }
+
+    #[test]
+    fn schema_names() {
+        assert!(plain_identifier("t_1_2_3_abc"));
+        assert!(plain_identifier("_x"));
+        assert!(!plain_identifier("1x"));
+        assert!(!plain_identifier("a-b"));
+    }
+}

@@ -519,3 +519,44 @@ async fn switching_to_fairness_during_enqueues_keys_every_job() {
     assert_eq!(claimed, total);
     counts_match_jobs(&h, "q").await;
 }
+
+/// Text PostgreSQL cannot store is refused as `invalid_argument`, not a 500, and changes
+/// nothing; the same goes for times before 4713 BC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unstorable_values_are_invalid_arguments() {
+    let h = common::harness().await;
+    queue(&h, "q").await;
+    let now = h.clock.now();
+    for bad in [
+        job("q", "work").tag("a\0b"),
+        job("q", "work").unique_key("k\0"),
+        job("q", "work").group_key("\0"),
+        job("q", "work").run_at(
+            chrono::NaiveDate::from_ymd_opt(-5000, 1, 1)
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .expect("a date")
+                .and_utc(),
+        ),
+    ] {
+        assert_eq!(
+            code(h.store.job_insert(bad.clone(), now).await),
+            flotilla_core::ErrorCode::InvalidArgument,
+            "{bad:?}"
+        );
+    }
+    insert(&h, job("q", "work").tag("ok")).await;
+    let refused = h
+        .store
+        .job_claim(flotilla_store::JobClaimParams {
+            queues: vec!["q".into()],
+            limit: 1,
+            worker_id: "w\0".into(),
+            now,
+        })
+        .await;
+    assert_eq!(code(refused), flotilla_core::ErrorCode::InvalidArgument);
+    // A NUL inside JSON is an escape, which PostgreSQL's json type keeps as written.
+    let id = insert(&h, NewJob::new("q", "work", json!({ "s": "a\u{0}b" }))).await;
+    assert_eq!(get(&h, id).await.payload, json!({ "s": "a\u{0}b" }));
+    assert_eq!(jobs_in(&h, "q").await.len(), 2);
+}
