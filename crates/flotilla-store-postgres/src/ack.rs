@@ -3,6 +3,11 @@
 //! nothing; refused items are then told apart (`job_not_found` or `lease_mismatch` with the
 //! job's state now) by one look-up.
 //!
+//! These statements find their jobs by id, and say `state + 0 = 2` rather than `state = 2`:
+//! the latter would let the planner walk the whole `jobs_running` partial index (whose
+//! predicate it matches) instead of probing the primary key, which it may well prefer when
+//! its statistics say few jobs run.
+//!
 //! Heartbeats, completions and releases are one statement each (a batch is one statement,
 //! set-based over `unnest` arrays, counts included). A failure needs
 //! `flotilla_core::on_failure`, so a failure batch locks its jobs (`FOR UPDATE`, in id
@@ -44,7 +49,7 @@ pub(crate) async fn heartbeat(s: &PgStore, p: &JobHeartbeatParams) -> Result<Hea
             "UPDATE jobs j SET lease_expires_at = LEAST({by_lease}, {by_timeout}),
                     progress = coalesce($4::text::json, j.progress)
              FROM queues q
-             WHERE j.id = $1 AND j.state = 2 AND j.lease_token = $2 AND q.name = j.queue
+             WHERE j.id = $1 AND j.state + 0 = 2 AND j.lease_token = $2 AND q.name = j.queue
              RETURNING j.lease_expires_at, j.cancel_requested"
         ))
         .await?;
@@ -153,7 +158,7 @@ pub(crate) async fn complete_many(
             ),
             done AS (
                 UPDATE jobs j SET state = 3, finished_at = $4::timestamptz, result = i.result::json
-                FROM input i WHERE j.id = i.id AND j.state = 2 AND j.lease_token = i.token
+                FROM input i WHERE j.id = i.id AND j.state + 0 = 2 AND j.lease_token = i.token
                 RETURNING j.id, i.token, j.queue, j.group_key
             ),
             moved AS (
@@ -203,7 +208,7 @@ pub(crate) async fn release(
                     attempted_at = CASE WHEN j.attempt <= 1 THEN NULL ELSE j.attempted_at END,
                     lease_token = NULL, lease_worker = NULL, lease_expires_at = NULL,
                     progress = NULL
-                FROM input i WHERE j.id = i.id AND j.state = 2 AND j.lease_token = i.token
+                FROM input i WHERE j.id = i.id AND j.state + 0 = 2 AND j.lease_token = i.token
                 RETURNING j.id, i.token, j.queue, j.group_key, j.state
             ),
             moved AS (
@@ -359,7 +364,7 @@ pub(crate) async fn write_failures<C: GenericClient>(
                     errors = (CASE WHEN j.errors IS NULL OR json_array_length(j.errors) = 0
                                    THEN '[' || f.entry || ']'
                                    ELSE left(j.errors::text, -1) || ',' || f.entry || ']' END)::json
-                FROM f WHERE j.id = f.id AND j.state = 2
+                FROM f WHERE j.id = f.id AND j.state + 0 = 2
                 RETURNING j.queue, j.group_key, f.state AS to_state
             ),
             moved AS (
@@ -403,7 +408,7 @@ pub(crate) async fn fail_many(
     let stmt = tx
         .prepare_cached(&format!(
             "SELECT {RUNNING_COLUMNS} FROM jobs j JOIN queues q ON q.name = j.queue
-             WHERE j.id = ANY($1::bigint[]) AND j.state = 2 ORDER BY j.id FOR UPDATE OF j"
+             WHERE j.id = ANY($1::bigint[]) AND j.state + 0 = 2 ORDER BY j.id FOR UPDATE OF j"
         ))
         .await?;
     let rows = tx.query(&stmt, &[&ids]).await?;
