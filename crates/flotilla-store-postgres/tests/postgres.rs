@@ -560,3 +560,64 @@ async fn unstorable_values_are_invalid_arguments() {
     assert_eq!(get(&h, id).await.payload, json!({ "s": "a\u{0}b" }));
     assert_eq!(jobs_in(&h, "q").await.len(), 2);
 }
+
+/// A statement that PostgreSQL aborts to break a deadlock is run again: a completion
+/// caught in a lock cycle with another transaction still succeeds once that one commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadlocked_statement_is_run_again() {
+    let h = common::harness().await;
+    queue(&h, "q").await;
+    insert_n(&h, "q", 2).await;
+    let jobs = claim(&h, &["q"], 2).await;
+    let (a, b) = (jobs[0].clone(), jobs[1].clone());
+    let schema = h
+        .guard
+        .downcast_ref::<SchemaGuard>()
+        .expect("a schema guard")
+        .schema
+        .clone();
+    let mut admin = admin_client().await;
+    let tx = admin.transaction().await.expect("begin");
+    // This side must not be the one PostgreSQL picks to abort.
+    tx.batch_execute("SET LOCAL deadlock_timeout = '30s'")
+        .await
+        .expect("set");
+    tx.execute(
+        &format!("SELECT 1 FROM \"{schema}\".jobs WHERE id = $1 FOR UPDATE"),
+        &[&a.id.0],
+    )
+    .await
+    .expect("lock a");
+    // The completion locks b, then waits for a.
+    let store = h.store.clone();
+    let now = h.clock.now();
+    let completions = vec![
+        Completion {
+            job_id: b.id,
+            token: token(&b),
+            result: None,
+        },
+        Completion {
+            job_id: a.id,
+            token: token(&a),
+            result: None,
+        },
+    ];
+    let completing = tokio::spawn(async move {
+        store
+            .job_complete_many(JobCompleteManyParams { completions, now })
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Now wait for b: a cycle, which the completion's side detects and breaks.
+    tx.execute(
+        &format!("UPDATE \"{schema}\".jobs SET progress = progress WHERE id = $1"),
+        &[&b.id.0],
+    )
+    .await
+    .expect("update b");
+    tx.commit().await.expect("commit");
+    let results = completing.await.expect("task").expect("complete_many");
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(stats(&h, "q").await.counts.succeeded, 2);
+}
