@@ -28,8 +28,12 @@
 //! the precision of [`flotilla_core::Timestamp`], so a value reads back exactly as written,
 //! and an operator can read the rows with `psql`. Lease and timeout arithmetic is done in
 //! SQL as `now + ms * interval '1 millisecond'`, exact to the microsecond (durations are
-//! capped at 100 years, which keeps the product below 2^53 µs). Times before 4713 BC are
-//! refused with `invalid_argument`.
+//! capped at 100 years, which keeps the product below 2^53 µs); it is the rule of
+//! `flotilla_core::lease_expiry` (now plus the lease, never past the attempt's start plus
+//! its timeout), written so that one statement can lease a whole batch. Times before
+//! 4713 BC are refused with `invalid_argument`. With several servers, each passes its own
+//! clock: leases and schedules assume the servers' clocks agree to well within a lease
+//! (NTP), and the shared rate-limit bucket never moves its clock backwards.
 //!
 //! # Indexes: partial, one per hot path
 //! | Index | Definition | Used by |
