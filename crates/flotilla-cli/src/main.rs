@@ -86,17 +86,48 @@ enum BenchCommand {
     E2e(bench_e2e::E2eBenchArgs),
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_format);
-    match run(cli.command).await {
+    let outcome = runtime(&cli.command)
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(run(cli.command)));
+    match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The tokio runtime `command` runs on. The server leaves one core to the store (the
+/// SQLite writer thread, or a database on the same machine): on two cores, two runtime
+/// threads and the writer thread fight over them and every hand-off costs a context
+/// switch. Workers and the benchmarks use every core (a benchmark's client on one
+/// thread measured slower: a thread that sleeps between requests takes long to wake on a
+/// virtual machine); the other commands are one client each and run on the calling
+/// thread. `TOKIO_WORKER_THREADS` overrides the count of the multi-threaded ones.
+fn runtime(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let threads = match command {
+        Command::Server(_) => Some(cores.saturating_sub(1).max(1)),
+        Command::Worker(_) | Command::Demo { .. } | Command::Bench(_) => Some(cores),
+        _ => None,
+    };
+    let mut builder = match threads {
+        Some(default) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            let from_env = std::env::var("TOKIO_WORKER_THREADS")
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+                .filter(|n| *n > 0);
+            b.worker_threads(from_env.unwrap_or(default));
+            b
+        }
+        None => tokio::runtime::Builder::new_current_thread(),
+    };
+    builder.enable_all().build()
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {

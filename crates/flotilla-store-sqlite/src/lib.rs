@@ -27,6 +27,7 @@ mod admin;
 mod claim;
 mod counts;
 mod cron;
+mod import;
 mod insert;
 mod maintenance;
 mod read;
@@ -86,7 +87,8 @@ impl SqliteStore {
         let path = path.as_ref().to_path_buf();
         let lock = schema::lock_file(&path)?;
         let conn = schema::open_writer(&path, options.durability)?;
-        let writer = WriterHandle::spawn(conn)?;
+        let inline = options.durability == Durability::Relaxed;
+        let writer = WriterHandle::spawn(conn, inline)?;
         let readers = Arc::new(Readers {
             path,
             idle: Mutex::new(Vec::new()),
@@ -286,5 +288,20 @@ impl Store for SqliteStore {
 
     async fn cron_fire_due(&self, params: MaintenanceParams) -> StoreResult<CronReport> {
         self.writer.call(move |w| cron::fire_due(w, params)).await
+    }
+
+    async fn job_import(&self, jobs: Vec<Job>) -> StoreResult<u64> {
+        self.writer.call(move |w| import::jobs(w, jobs)).await
+    }
+
+    async fn queue_import_totals(&self, queue: &str, totals: Throughput) -> StoreResult<()> {
+        let queue = queue.to_owned();
+        self.writer
+            .call(move |w| import::totals(w, &queue, totals))
+            .await
+    }
+
+    async fn cron_import(&self, entry: CronEntry) -> StoreResult<()> {
+        self.writer.call(move |w| import::cron(w, entry)).await
     }
 }

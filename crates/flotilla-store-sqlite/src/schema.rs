@@ -59,6 +59,15 @@ pub(crate) fn open_writer(path: &Path, durability: crate::Durability) -> StoreRe
     conn.execute_batch(&format!("PRAGMA synchronous = {synchronous};"))
         .map_err(sql_err)?;
     conn.set_prepared_statement_cache_capacity(128);
+    // The query planner stability guarantee: a cached statement keeps its plan whatever
+    // values are bound. Without it, bound values that the planner looked at (compared
+    // against partial-index conditions) expire the claim and promotion statements on every
+    // call, and re-preparing them was a tenth of the writer's time.
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )
+    .map_err(sql_err)?;
     migrate(&mut conn)?;
     Ok(conn)
 }

@@ -20,6 +20,7 @@
 //! - [`retry`]: failure, retry policies, dead jobs, `job_retry`, replay and purge.
 //! - [`queue`]: queue settings, pause/resume, stats, pruning.
 //! - [`cancel`]: cancelling waiting and running jobs.
+//! - [`copy`]: importing jobs, counters and schedules copied from another store.
 //! - [`cron`]: firing schedules exactly once, backfill and skipping.
 //! - [`limits`]: concurrency, group concurrency, rate limits, fairness.
 //! - [`invalid`]: bad input refused with stable error codes.
@@ -40,6 +41,7 @@ use flotilla_store::Store;
 
 pub mod cancel;
 pub mod concurrency;
+pub mod copy;
 pub mod cron;
 pub mod invalid;
 pub mod job_claim;
@@ -172,6 +174,11 @@ macro_rules! __store_conformance_cases {
                 requested_cancel_then_lease_expiry_cancels,
                 terminal_jobs_refuse_cancel,
             }
+            copy {
+                import_keeps_jobs_exactly_and_skips_existing,
+                import_needs_the_queue,
+                import_totals_and_cron,
+            }
             cron {
                 new_schedule_waits_for_its_next_tick,
                 due_tick_fires_exactly_once_across_handles,
@@ -225,7 +232,7 @@ mod tests {
         };
     }
 
-    const SOURCES: [(&str, &str); 11] = [
+    const SOURCES: [(&str, &str); 12] = [
         ("job_insert", include_str!("job_insert.rs")),
         ("job_list", include_str!("job_list.rs")),
         ("job_claim", include_str!("job_claim.rs")),
@@ -233,6 +240,7 @@ mod tests {
         ("retry", include_str!("retry.rs")),
         ("queue", include_str!("queue.rs")),
         ("cancel", include_str!("cancel.rs")),
+        ("copy", include_str!("copy.rs")),
         ("cron", include_str!("cron.rs")),
         ("limits", include_str!("limits.rs")),
         ("invalid", include_str!("invalid.rs")),

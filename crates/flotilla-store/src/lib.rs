@@ -232,4 +232,29 @@ pub trait Store: Send + Sync + 'static {
     /// insert and the tick's record in one transaction, so concurrent callers fire each tick
     /// exactly once) and records skipped ones. Fires at most `limit` jobs (0: no limit).
     async fn cron_fire_due(&self, params: MaintenanceParams) -> StoreResult<CronReport>;
+
+    // ----- copying between stores (`flotilla store copy`) -----
+
+    /// Copies in jobs read from another store (with `job_list`), exactly as they are: ids,
+    /// states, leases, attempts, errors, results and times. A job whose id exists already is
+    /// skipped, so a copy that is run again adds only what is missing. Afterwards new job
+    /// ids and lease tokens are above every copied one, and per-state counts include the
+    /// copied jobs. Their queues must exist. Returns how many jobs were inserted.
+    async fn job_import(&self, jobs: Vec<Job>) -> StoreResult<u64>;
+    /// Raises a queue's throughput counters to at least `totals` (a copy keeps its history;
+    /// running it again changes nothing).
+    async fn queue_import_totals(&self, queue: &str, totals: Throughput) -> StoreResult<()>;
+    /// Creates or replaces a schedule together with its last fired tick, as read from
+    /// another store with `cron_list`.
+    async fn cron_import(&self, entry: CronEntry) -> StoreResult<()>;
+
+    // ----- other servers -----
+
+    /// Queue names whose jobs became claimable through another server on the same
+    /// database (enqueued, promoted, retried, released, replayed, resumed, or a slot of a
+    /// limited queue freed), so that this server wakes its long-polls. `None` for a store
+    /// that only one process uses.
+    fn wakeups(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        None
+    }
 }
