@@ -108,6 +108,7 @@ mod claim;
 mod counts;
 mod cron;
 mod error;
+mod import;
 mod insert;
 mod maintenance;
 mod read;
@@ -443,6 +444,23 @@ impl Store for PgStore {
 
     async fn cron_fire_due(&self, params: MaintenanceParams) -> StoreResult<CronReport> {
         run!(cron::fire_due(self, &params))
+    }
+
+    async fn job_import(&self, jobs: Vec<Job>) -> StoreResult<u64> {
+        let jobs = &jobs;
+        run!(import::jobs(self, jobs))
+    }
+
+    async fn queue_import_totals(&self, queue: &str, totals: Throughput) -> StoreResult<()> {
+        run!(import::totals(self, queue, &totals))
+    }
+
+    async fn cron_import(&self, entry: CronEntry) -> StoreResult<()> {
+        entry.schedule.validate()?;
+        let payload = serde_json::to_vec(&entry.schedule.payload)
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        flotilla_core::check_payload_size(payload.len(), self.max_payload_bytes)?;
+        run!(import::cron(self, &entry))
     }
 }
 

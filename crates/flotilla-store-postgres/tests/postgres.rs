@@ -621,3 +621,182 @@ async fn a_deadlocked_statement_is_run_again() {
     assert!(results.iter().all(Result::is_ok), "{results:?}");
     assert_eq!(stats(&h, "q").await.counts.succeeded, 2);
 }
+
+// ----- copying between stores -----
+
+/// The schema of a harness.
+fn schema_of(h: &Harness) -> String {
+    h.guard
+        .downcast_ref::<SchemaGuard>()
+        .expect("a schema guard")
+        .schema
+        .clone()
+}
+
+/// Jobs of `from` as copies in `to` with ids from `first_id`.
+async fn copies(h: &Harness, from: &str, to: &str, first_id: i64) -> Vec<Job> {
+    let mut jobs = jobs_in(h, from).await;
+    jobs.sort_by_key(|j| j.id);
+    for (i, job) in jobs.iter_mut().enumerate() {
+        job.id = JobId(first_id + i as i64);
+        job.queue = to.to_owned();
+    }
+    jobs
+}
+
+/// Copied into a fair queue, jobs without a key join the group "" (and read back without
+/// one), group rows count the available and running copies, and round-robin claims serve
+/// every copied job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_into_a_fair_queue_keeps_group_bookkeeping() {
+    let h = common::harness().await;
+    queue(&h, "src").await;
+    queue_with(
+        &h,
+        QueueConfig {
+            fair: true,
+            ..QueueConfig::new("fair")
+        },
+    )
+    .await;
+    let mut batch = vec![job("src", "k"), job("src", "k")];
+    batch.extend((0..3).map(|_| job("src", "k").group_key("a")));
+    insert_many(&h, batch).await;
+    claim(&h, &["src"], 1).await; // one running copy, without a key
+    let jobs = copies(&h, "src", "fair", 500).await;
+    assert_eq!(h.store.job_import(jobs.clone()).await.expect("import"), 5);
+    for j in &jobs {
+        assert_eq!(&get(&h, j.id).await, j);
+    }
+    counts_match_jobs(&h, "fair").await;
+    let admin = admin_client().await;
+    let rows = admin
+        .query(
+            &format!(
+                "SELECT group_key, available, running FROM \"{}\".job_groups
+                 WHERE queue = 'fair' ORDER BY group_key",
+                schema_of(&h)
+            ),
+            &[],
+        )
+        .await
+        .expect("groups");
+    let groups: Vec<(String, i64, i64)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(groups, vec![("".into(), 1, 1), ("a".into(), 3, 0)]);
+    let claimed = claim(&h, &["fair"], 10).await;
+    assert_eq!(claimed.len(), 4, "every available copy is claimable");
+    counts_match_jobs(&h, "fair").await;
+}
+
+/// More jobs than one statement takes: all inserted, counted, and skipped the second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_of_many_jobs_in_one_call() {
+    let h = common::harness().await;
+    queue(&h, "q").await;
+    let template = {
+        insert(&h, job("q", "k")).await;
+        jobs_in(&h, "q").await.remove(0)
+    };
+    let jobs: Vec<Job> = (0..2500)
+        .map(|i| Job {
+            id: JobId(10_000 + i),
+            ..template.clone()
+        })
+        .collect();
+    assert_eq!(
+        h.store.job_import(jobs.clone()).await.expect("import"),
+        2500
+    );
+    assert_eq!(h.other.job_import(jobs).await.expect("again"), 0);
+    assert_eq!(stats(&h, "q").await.counts.available, 2501);
+    assert!(insert(&h, job("q", "k")).await.0 > 12_499);
+}
+
+/// A copied live job whose unique key a live job holds is refused, and the call adds
+/// nothing; a finished one with the key is copied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_refuses_a_held_unique_key() {
+    let h = common::harness().await;
+    queue(&h, "q").await;
+    insert(&h, job("q", "k").unique_key("u")).await;
+    let held = jobs_in(&h, "q").await.remove(0);
+    let free = Job {
+        id: JobId(100),
+        unique_key: None,
+        ..held.clone()
+    };
+    let clash = Job {
+        id: JobId(101),
+        ..held.clone()
+    };
+    let err = h
+        .store
+        .job_import(vec![free.clone(), clash])
+        .await
+        .expect_err("the key is held");
+    assert_eq!(
+        err.code(),
+        flotilla_core::ErrorCode::InvalidArgument,
+        "{err}"
+    );
+    assert_eq!(jobs_in(&h, "q").await.len(), 1, "nothing was added");
+    let done = Job {
+        id: JobId(102),
+        state: flotilla_core::JobState::Succeeded,
+        finished_at: Some(h.clock.now()),
+        ..held
+    };
+    assert_eq!(
+        h.store.job_import(vec![free, done]).await.expect("import"),
+        2
+    );
+    counts_match_jobs(&h, "q").await;
+}
+
+/// Counters spread over several shards are raised to exactly the imported values, and
+/// values below the current sums change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imported_totals_are_exact_across_shards() {
+    let h = common::harness().await;
+    queue(&h, "q").await;
+    let now = h.clock.now();
+    // Two stores, several connections each: the enqueues land on several shards.
+    let inserts: Vec<_> = (0..8)
+        .map(|n| {
+            let store = handle(&h, n);
+            tokio::spawn(async move {
+                store
+                    .job_insert_many(JobInsertManyParams {
+                        jobs: vec![job("q", "k")],
+                        now,
+                    })
+                    .await
+                    .expect("insert")
+            })
+        })
+        .collect();
+    for t in inserts {
+        t.await.expect("an insert panicked");
+    }
+    assert_eq!(stats(&h, "q").await.totals.enqueued, 8);
+    let mut totals = stats(&h, "q").await.totals;
+    totals.enqueued = 20;
+    totals.dead = 3;
+    h.store
+        .queue_import_totals("q", totals)
+        .await
+        .expect("import");
+    assert_eq!(stats(&h, "q").await.totals, totals);
+    let lower = flotilla_store::Throughput {
+        enqueued: 2,
+        ..totals
+    };
+    h.other
+        .queue_import_totals("q", lower)
+        .await
+        .expect("again");
+    assert_eq!(stats(&h, "q").await.totals, totals);
+}
