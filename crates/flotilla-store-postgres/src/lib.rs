@@ -1,0 +1,531 @@
+//! Flotilla's PostgreSQL store: several servers share one database.
+//!
+//! [`PgStore`] implements [`Store`] with `tokio-postgres` and a `deadpool-postgres` pool,
+//! and passes the same conformance suite as the SQLite store. Unlike SQLite, there is no
+//! single writer: every server (and every task of a server) writes through its own
+//! connections, so everything that SQLite gets from its writer thread is done here by the
+//! database — row locks, `SKIP LOCKED`, a unique index, sequences — and every statement
+//! takes its `now` from the caller, exactly as in SQLite.
+//!
+//! # Schema (`migrations/0001_init.sql`)
+//! - `jobs`: one row per job, `bigserial` ids (increasing in enqueue order), states as
+//!   `smallint` (0 scheduled … 5 dead, as in SQLite), payload, result, progress and error
+//!   history as `json` (kept as written; unlike `jsonb` it accepts any JSON text, including
+//!   `\u0000` escapes), tags as `text[]`.
+//! - `queues`: settings (the JSON of `QueueConfig`, plus the columns statements need:
+//!   `paused`, `grouped`, `limited`, lease, timeout, default attempts), the rate-limit
+//!   bucket and the group round-robin sequence. The row is the lock of limited claims.
+//! - `queue_counts`: per-state counts (`n_*`) and throughput counters (`t_*`), one row per
+//!   queue and *shard*: a transaction adds its changes to the shard of its connection
+//!   (`pg_backend_pid() % 64`), and a queue's numbers are the sum of its shards.
+//!   `queue_stats` reads at most 64 rows per queue: O(queues).
+//! - `job_groups`: available and running jobs per (queue, group key), and when the group
+//!   was last served; `cron`: schedules and their last tick; `flotilla_migrations`.
+//! - Sequence `lease_tokens`: one store-wide, uncached sequence, so a later claim always
+//!   gets a larger token, whichever server makes it.
+//!
+//! **Times are `timestamptz`.** PostgreSQL keeps them as 64-bit microseconds since 2000,
+//! the precision of [`flotilla_core::Timestamp`], so a value reads back exactly as written,
+//! and an operator can read the rows with `psql`. Lease and timeout arithmetic is done in
+//! SQL as `now + ms * interval '1 millisecond'`, exact to the microsecond (durations are
+//! capped at 100 years, which keeps the product below 2^53 µs); it is the rule of
+//! `flotilla_core::lease_expiry` (now plus the lease, never past the attempt's start plus
+//! its timeout), written so that one statement can lease a whole batch. Times before
+//! 4713 BC are refused with `invalid_argument`. With several servers, each passes its own
+//! clock: leases and schedules assume the servers' clocks agree to well within a lease
+//! (NTP), and the shared rate-limit bucket never moves its clock backwards.
+//!
+//! # Indexes: partial, one per hot path
+//! | Index | Definition | Used by |
+//! |---|---|---|
+//! | `jobs_available` | `(queue, priority, run_at, id) WHERE state = 1` | claims in order, oldest available |
+//! | `jobs_available_group` | `(queue, group_key, priority, run_at, id) WHERE state = 1 AND group_key IS NOT NULL` | claims per group |
+//! | `jobs_scheduled` | `(queue, run_at) WHERE state = 0` | inline and background promotion |
+//! | `jobs_running` | `(lease_expires_at) WHERE state = 2` | reaping expired leases |
+//! | `jobs_unique_key` | `UNIQUE (queue, unique_key) WHERE unique_key IS NOT NULL AND state IN (0, 1, 2)` | one live job per key |
+//! | `jobs_finished` | `(queue, state, finished_at) WHERE finished_at IS NOT NULL` | pruning, dead letters |
+//! | `job_groups_served` | `job_groups (queue, served, group_key) WHERE available > 0` | round-robin order |
+//!
+//! Each hot index holds only the jobs in its state, however many finished jobs the table
+//! keeps. The `jobs` table is vacuumed early (`autovacuum_vacuum_scale_factor = 0.02`):
+//! every claim and completion leaves a dead row version behind.
+//!
+//! # Locking, and how limits hold across servers
+//! - **Enqueue** is one `INSERT ... SELECT FROM unnest(...)` for the whole batch. It takes
+//!   `KEY SHARE` on its queues' rows (so `queue_upsert`, which locks the row `FOR UPDATE`,
+//!   cannot change a queue's grouping under it) and inserts with `ON CONFLICT DO NOTHING`:
+//!   the partial unique index makes "one live job per (queue, unique key)" hold across
+//!   servers, and a conflicting job (also a repeated key within the batch) is answered with
+//!   the live holder. Batches with unique keys run in a transaction so that this look-up is
+//!   atomic with the insert.
+//! - **Claims on an ordinary queue** take no queue lock: one statement picks jobs with
+//!   `FOR UPDATE SKIP LOCKED`, leases them with one `UPDATE ... RETURNING`, and adjusts the
+//!   counts. Concurrent claimers on any server take disjoint jobs without waiting.
+//! - **Claims on a limited queue** (concurrency, group concurrency, rate limit or fairness)
+//!   first lock the queue row (`SELECT ... FOR NO KEY UPDATE`): claims on that queue then
+//!   run one at a time across every server, and the running count, group counts, token
+//!   bucket and round-robin state they read under the lock are exact, because only claims
+//!   raise them. Completions lower them concurrently, which only makes a claim more
+//!   careful. The bucket is stored in the row, so every server shares one bucket.
+//! - **Counts** change in the same statement as the jobs (see `counts`). A counter row is
+//!   locked until its transaction commits, so a single row per queue would make every
+//!   transaction on the queue wait for the previous one's commit (measured: four claimers
+//!   at half the throughput of one). Sharding the counts by connection removes that wait;
+//!   transactions on one connection are sequential anyway.
+//! - **Lock order**: job rows, then count rows (in queue order), then group rows. The
+//!   `queues` row is locked only by limited claims (first; they then never wait for a job
+//!   row, thanks to `SKIP LOCKED`), by enqueues (`KEY SHARE`, which does not conflict with
+//!   a claim's lock) and by `queue_upsert`. Each queue of a multi-queue claim commits on its
+//!   own. A deadlock or serialization failure that slips through anyway rolls the
+//!   transaction back, and the operation is run again (a few times, with jittered backoff).
+//! - **Cron** locks its schedule rows `FOR UPDATE SKIP LOCKED`: each tick fires once.
+//! - **Maintenance** (promote, reap, prune, dead letters) takes its rows with `SKIP LOCKED`,
+//!   so the same service on several servers splits the work.
+//!
+//! # How cost grows with queue length
+//! An enqueue is one insert per index that applies (plus one unique-index probe with a
+//! key); a claim of `k` jobs is one seek into `jobs_available` (or one per group into
+//! `jobs_available_group`) plus `k` primary-key updates; heartbeats, completions, failures
+//! and releases are primary-key updates; limits read counter rows instead of counting jobs.
+//! All of that grows like log n in the number of queued jobs. Promotion, reaping, pruning
+//! and dead letters walk one partial index and stop at their limit. What grows with churn
+//! rather than length is the dead row versions in the partial indexes until vacuum removes
+//! them (claims skip them; the table is vacuumed early). Limited queues serialize their
+//! claims on the queue row, so one limited queue's claim rate is bounded by the length of
+//! that short transaction; ordinary queues have no such bound. `job_list` with filters may
+//! scan, as in SQLite.
+//!
+//! # Errors
+//! Connection failures, pool timeouts and a server that is shutting down or out of
+//! resources are [`StoreError::Unavailable`]; text PostgreSQL cannot store (a NUL
+//! character in a key, tag, worker id or schedule name) and times out of its range are
+//! `invalid_argument` (SQLite would store them); everything unexpected is
+//! [`StoreError::Internal`]. Domain errors carry the same codes as SQLite.
+
+mod ack;
+mod admin;
+mod claim;
+mod counts;
+mod cron;
+mod error;
+mod import;
+mod insert;
+mod maintenance;
+mod read;
+mod row;
+mod schema;
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use flotilla_core::{CronSchedule, DEFAULT_MAX_PAYLOAD_BYTES, Job, JobId, JobState, QueueConfig};
+use flotilla_store::*;
+use tokio_postgres::NoTls;
+
+pub use flotilla_store::Durability;
+
+use crate::error::PgError;
+
+/// How many times an operation rolled back by a deadlock or serialization failure runs
+/// again before the caller gets `unavailable`.
+const MAX_RETRIES: u32 = 5;
+
+/// How to connect a PostgreSQL store.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// Connections in the pool (at most).
+    pub pool_size: usize,
+    /// The schema the store lives in (created by the migrations): `search_path` is set to
+    /// it on every connection. `None` uses the server's default search path. Lower-case
+    /// letters, digits and `_`, starting with a letter or `_`, at most 63 characters.
+    pub schema: Option<String>,
+    /// When a commit counts as done: `synchronous_commit` is `on` (full) or `off` (relaxed)
+    /// on every connection.
+    pub durability: Durability,
+    /// Whether [`PgStore::connect`] applies pending migrations (the default).
+    pub migrate: bool,
+    /// Largest serialized job payload accepted.
+    pub max_payload_bytes: usize,
+    /// How long to wait for a connection from the pool, or for a new one to open.
+    pub connect_timeout: Duration,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        Self {
+            pool_size: 16,
+            schema: None,
+            durability: Durability::Full,
+            migrate: true,
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The PostgreSQL [`Store`]. Cloning it shares its pool.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+    schema: Option<String>,
+    max_payload_bytes: usize,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("schema", &self.schema)
+            .field("pool", &self.pool.status())
+            .finish()
+    }
+}
+
+/// Whether `name` is a schema name this store accepts.
+fn plain_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.len() <= 63
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (a `postgres://` URL or a `key=value`
+    /// connection string), checks that it answers, and applies pending migrations unless
+    /// `options.migrate` is off.
+    pub async fn connect(url: &str, options: PgOptions) -> StoreResult<Self> {
+        let invalid = |reason: String| {
+            StoreError::Invalid(flotilla_core::Error::InvalidArgument {
+                field: "postgres",
+                reason,
+            })
+        };
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| invalid(format!("bad connection string: {e}")))?;
+        let mut session = config.get_options().unwrap_or_default().to_owned();
+        if let Some(schema) = &options.schema {
+            if !plain_identifier(schema) {
+                return Err(invalid(format!(
+                    "schema {schema:?}: use lower-case letters, digits and _ (at most 63)"
+                )));
+            }
+            session.push_str(&format!(" -c search_path={schema}"));
+        }
+        let synchronous = match options.durability {
+            Durability::Full => "on",
+            Durability::Relaxed => "off",
+        };
+        session.push_str(&format!(" -c synchronous_commit={synchronous}"));
+        config.options(session.trim());
+        if config.get_application_name().is_none() {
+            config.application_name("flotilla");
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(options.connect_timeout);
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(options.connect_timeout))
+            .create_timeout(Some(options.connect_timeout))
+            .recycle_timeout(Some(options.connect_timeout))
+            .build()
+            .map_err(|e| StoreError::Internal(format!("cannot build the pool: {e}")))?;
+        let store = Self {
+            pool,
+            schema: options.schema,
+            max_payload_bytes: options.max_payload_bytes,
+        };
+        // Fail now, not at the first call, when the database cannot be reached.
+        drop(store.client().await.map_err(StoreError::from)?);
+        if options.migrate {
+            store.migrate().await?;
+        }
+        Ok(store)
+    }
+
+    /// Applies pending migrations, each in one transaction under an advisory lock keyed by
+    /// the schema, so servers starting together migrate once. Returns the versions this
+    /// call applied (none when they were applied already, by this server or another).
+    pub async fn migrate(&self) -> StoreResult<Vec<u32>> {
+        let run = async {
+            let mut c = self.client().await?;
+            schema::migrate(&mut c, self.schema.as_deref()).await
+        };
+        run.await.map_err(StoreError::from)
+    }
+
+    /// The schema version of the database: the highest migration applied.
+    pub async fn schema_version(&self) -> StoreResult<u32> {
+        let run = async {
+            let c = self.client().await?;
+            schema::version(&c).await
+        };
+        run.await.map_err(StoreError::from)
+    }
+
+    /// The schema this store lives in, if one was given.
+    pub fn schema(&self) -> Option<&str> {
+        self.schema.as_deref()
+    }
+
+    /// A connection from the pool.
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, PgError> {
+        Ok(self.pool.get().await?)
+    }
+}
+
+/// Runs `op` again while it fails with a deadlock or serialization failure (its
+/// transaction was rolled back, so running it again is safe), with jittered backoff.
+pub(crate) async fn retrying<T, F, Fut>(mut op: F) -> Result<T, PgError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, PgError>>,
+{
+    let mut attempt = 0;
+    loop {
+        match op().await {
+            Err(e) if e.is_transient() && attempt < MAX_RETRIES => {
+                attempt += 1;
+                let ceiling = 5u64 << attempt;
+                let ms = rand::random_range(1..=ceiling);
+                tracing::debug!(error = %e, attempt, "postgres: transaction rolled back; running it again");
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Runs an operation with [`retrying`] and turns its error into a [`StoreError`].
+macro_rules! run {
+    ($op:expr) => {
+        retrying(|| $op).await.map_err(StoreError::from)
+    };
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn queue_upsert(&self, config: QueueConfig) -> StoreResult<()> {
+        config.validate()?;
+        run!(admin::queue_upsert(self, &config))
+    }
+
+    async fn queue_get(&self, name: &str) -> StoreResult<QueueConfig> {
+        run!(read::queue_config(self, name))
+    }
+
+    async fn queue_list(&self) -> StoreResult<Vec<QueueConfig>> {
+        run!(read::queue_configs(self))
+    }
+
+    async fn queue_set_paused(&self, name: &str, paused: bool) -> StoreResult<()> {
+        run!(admin::queue_set_paused(self, name, paused))
+    }
+
+    async fn queue_stats(&self, params: QueueStatsParams) -> StoreResult<Vec<QueueStats>> {
+        run!(read::queue_stats(self, params.queue.as_deref(), params.now))
+    }
+
+    async fn job_insert_many(&self, params: JobInsertManyParams) -> StoreResult<Vec<InsertedJob>> {
+        let batch = insert::prepare(params, self.max_payload_bytes)?;
+        let batch = &batch;
+        if batch.has_unique_keys() {
+            run!(async move {
+                let mut c = self.client().await?;
+                let tx = c.transaction().await?;
+                let out = insert::insert(&tx, batch).await?;
+                tx.commit().await?;
+                Ok(out)
+            })
+        } else {
+            run!(async move {
+                let c = self.client().await?;
+                insert::insert(&c, batch).await
+            })
+        }
+    }
+
+    async fn job_get(&self, id: JobId) -> StoreResult<Job> {
+        run!(read::job(self, id))
+    }
+
+    async fn job_list(&self, params: JobListParams) -> StoreResult<JobPage> {
+        run!(read::job_list(self, &params))
+    }
+
+    async fn job_cancel(&self, params: JobCancelParams) -> StoreResult<Job> {
+        run!(admin::cancel(self, &params))
+    }
+
+    async fn job_retry(&self, params: JobRetryParams) -> StoreResult<Job> {
+        run!(admin::retry(self, &params))
+    }
+
+    async fn job_claim(&self, params: JobClaimParams) -> StoreResult<Vec<Job>> {
+        if params.limit == 0 || params.queues.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Retries happen per queue inside: a queue that committed is not claimed again.
+        claim::claim(self, &params).await.map_err(StoreError::from)
+    }
+
+    async fn job_heartbeat(&self, params: JobHeartbeatParams) -> StoreResult<Heartbeat> {
+        run!(ack::heartbeat(self, &params))
+    }
+
+    async fn job_complete_many(
+        &self,
+        params: JobCompleteManyParams,
+    ) -> StoreResult<ItemResults<()>> {
+        run!(ack::complete_many(self, &params))
+    }
+
+    async fn job_fail_many(&self, params: JobFailManyParams) -> StoreResult<ItemResults<JobState>> {
+        run!(ack::fail_many(self, &params))
+    }
+
+    async fn job_release(&self, params: JobReleaseParams) -> StoreResult<ItemResults<JobState>> {
+        run!(ack::release(self, &params))
+    }
+
+    async fn dead_replay(&self, params: DeadParams) -> StoreResult<u64> {
+        run!(admin::dead_replay(self, &params))
+    }
+
+    async fn dead_purge(&self, params: DeadParams) -> StoreResult<u64> {
+        run!(admin::dead_purge(self, &params))
+    }
+
+    async fn job_promote_due(&self, params: MaintenanceParams) -> StoreResult<PromoteReport> {
+        run!(maintenance::promote_due(self, &params))
+    }
+
+    async fn job_reap_expired(&self, params: MaintenanceParams) -> StoreResult<ReapReport> {
+        run!(maintenance::reap_expired(self, &params))
+    }
+
+    async fn job_prune(&self, params: MaintenanceParams) -> StoreResult<u64> {
+        run!(maintenance::prune(self, &params))
+    }
+
+    async fn cron_upsert(
+        &self,
+        schedule: CronSchedule,
+        now: flotilla_core::Timestamp,
+    ) -> StoreResult<()> {
+        schedule.validate()?;
+        let payload = serde_json::to_vec(&schedule.payload)
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        flotilla_core::check_payload_size(payload.len(), self.max_payload_bytes)?;
+        run!(cron::upsert(self, &schedule, now))
+    }
+
+    async fn cron_list(&self) -> StoreResult<Vec<CronEntry>> {
+        run!(read::cron_list(self))
+    }
+
+    async fn cron_delete(&self, name: &str) -> StoreResult<()> {
+        run!(cron::delete(self, name))
+    }
+
+    async fn cron_fire_due(&self, params: MaintenanceParams) -> StoreResult<CronReport> {
+        run!(cron::fire_due(self, &params))
+    }
+
+    async fn job_import(&self, jobs: Vec<Job>) -> StoreResult<u64> {
+        let jobs = &jobs;
+        run!(import::jobs(self, jobs))
+    }
+
+    async fn queue_import_totals(&self, queue: &str, totals: Throughput) -> StoreResult<()> {
+        run!(import::totals(self, queue, &totals))
+    }
+
+    async fn cron_import(&self, entry: CronEntry) -> StoreResult<()> {
+        entry.schedule.validate()?;
+        let payload = serde_json::to_vec(&entry.schedule.payload)
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        flotilla_core::check_payload_size(payload.len(), self.max_payload_bytes)?;
+        run!(import::cron(self, &entry))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url() -> String {
+        std::env::var("FLOTILLA_TEST_PG")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+    }
+
+    async fn setting(store: &PgStore, name: &str) -> String {
+        let c = store.client().await.expect("a connection");
+        let row = c
+            .query_one("SELECT current_setting($1)", &[&name])
+            .await
+            .expect("current_setting");
+        row.get(0)
+    }
+
+    #[tokio::test]
+    async fn every_connection_gets_the_schema_and_durability() {
+        for (durability, expected) in [(Durability::Full, "on"), (Durability::Relaxed, "off")] {
+            let options = PgOptions {
+                pool_size: 2,
+                schema: Some("flotilla_settings_check".into()),
+                durability,
+                migrate: false,
+                ..PgOptions::default()
+            };
+            let store = PgStore::connect(&url(), options).await.expect("connect");
+            assert_eq!(setting(&store, "synchronous_commit").await, expected);
+            assert_eq!(
+                setting(&store, "search_path").await,
+                "flotilla_settings_check"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_schema_names_and_urls_are_refused() {
+        for schema in ["", "Upper", "has space", "x;drop", &"a".repeat(64)] {
+            let options = PgOptions {
+                schema: Some(schema.into()),
+                ..PgOptions::default()
+            };
+            let err = PgStore::connect(&url(), options).await.expect_err(schema);
+            assert_eq!(
+                err.code(),
+                flotilla_core::ErrorCode::InvalidArgument,
+                "{schema:?}"
+            );
+        }
+        let err = PgStore::connect("postgres://[bad", PgOptions::default())
+            .await
+            .expect_err("a bad url");
+        assert_eq!(err.code(), flotilla_core::ErrorCode::InvalidArgument);
+    }
+
+    #[test]
+    fn schema_names() {
+        assert!(plain_identifier("t_1_2_3_abc"));
+        assert!(plain_identifier("_x"));
+        assert!(!plain_identifier("1x"));
+        assert!(!plain_identifier("a-b"));
+    }
+}
