@@ -39,7 +39,7 @@ pub(crate) enum StoreCommand {
 /// Applies pending schema migrations to `store` (opening a store migrates it).
 pub(crate) async fn migrate(store: &str) -> anyhow::Result<()> {
     open(store).await?;
-    println!("{store}: schema up to date");
+    println!("{}: schema up to date", crate::server::redact(store));
     Ok(())
 }
 

@@ -30,7 +30,9 @@ async fn populate(store: &dyn Store) {
     store.queue_upsert(paused).await.unwrap();
     let jobs = (0..40)
         .map(|i| NewJob::new("media", "thumb", json!({ "i": i })).tag("copied"))
-        .chain([NewJob::new("reports", "daily", json!({})).delay(std::time::Duration::from_secs(3600))])
+        .chain([
+            NewJob::new("reports", "daily", json!({})).delay(std::time::Duration::from_secs(3600))
+        ])
         .collect();
     let inserted = store
         .job_insert_many(flotilla_store::JobInsertManyParams { jobs, now })
@@ -111,11 +113,15 @@ async fn all_jobs(store: &dyn Store) -> Vec<flotilla_core::Job> {
 }
 
 fn copy(from: &Path, to: &Path) -> String {
+    copy_to(from, &format!("sqlite:{}", to.display()))
+}
+
+fn copy_to(from: &Path, to: &str) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_flotilla"))
         .args(["store", "copy", "--from"])
         .arg(format!("sqlite:{}", from.display()))
         .arg("--to")
-        .arg(format!("sqlite:{}", to.display()))
+        .arg(to)
         .output()
         .expect("run flotilla store copy");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -173,4 +179,47 @@ async fn sqlite_to_sqlite_copies_everything_and_reruns_safely() {
     ] {
         assert!(states.contains(&state), "no {state} job in the copy test");
     }
+}
+
+/// The move the issue is about: the embedded store into PostgreSQL, and a server on the
+/// copy carries on (a copied running job's lease is honoured, new ids follow the old).
+#[tokio::test]
+async fn sqlite_to_postgres_copies_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.db");
+    let source = open(&src);
+    populate(source.as_ref()).await;
+    let jobs = all_jobs(source.as_ref()).await;
+    let now = SystemClock.now();
+    let stats = source
+        .queue_stats(flotilla_store::QueueStatsParams { queue: None, now })
+        .await
+        .unwrap();
+    drop(source);
+
+    let (url, _schema) = crate::support::pg_schema_url("copy").await;
+    let first = copy_to(&src, &url);
+    assert!(first.contains("41 jobs (0 were there already)"), "{first}");
+    let again = copy_to(&src, &url);
+    assert!(again.contains("0 jobs (41 were there already)"), "{again}");
+
+    let (base, schema) = url.split_once("?schema=").unwrap();
+    let options = flotilla_store_postgres::PgOptions {
+        schema: Some(schema.to_owned()),
+        ..Default::default()
+    };
+    let target = flotilla_store_postgres::PgStore::connect(base, options)
+        .await
+        .unwrap();
+    assert_eq!(all_jobs(&target).await, jobs);
+    let copied = target
+        .queue_stats(flotilla_store::QueueStatsParams { queue: None, now })
+        .await
+        .unwrap();
+    assert_eq!(copied, stats);
+    let next = target
+        .job_insert(NewJob::new("media", "thumb", json!({})), SystemClock.now())
+        .await
+        .unwrap();
+    assert!(jobs.iter().all(|j| j.id < next.id));
 }
