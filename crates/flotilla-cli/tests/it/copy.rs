@@ -181,8 +181,8 @@ async fn sqlite_to_sqlite_copies_everything_and_reruns_safely() {
     }
 }
 
-/// The move the issue is about: the embedded store into PostgreSQL, and a server on the
-/// copy carries on (a copied running job's lease is honoured, new ids follow the old).
+/// The move the issue is about: the embedded store into PostgreSQL, then a server and a
+/// worker on the copy carry on with the work (new ids follow the old ones).
 #[tokio::test]
 async fn sqlite_to_postgres_copies_everything() {
     let dir = tempfile::tempdir().unwrap();
@@ -222,4 +222,21 @@ async fn sqlite_to_postgres_copies_everything() {
         .await
         .unwrap();
     assert!(jobs.iter().all(|j| j.id < next.id));
+    drop(target);
+
+    // A server and a worker on the copy finish the waiting jobs.
+    let available = jobs
+        .iter()
+        .filter(|j| j.queue == "media" && j.state == JobState::Available)
+        .count() as u64;
+    let server = crate::support::ServerProcess::start_store(&url, crate::support::free_port(), &[]);
+    let _worker =
+        crate::support::WorkerProcess::start(&server.url, &["--queues", "media", "--exec", "cat"]);
+    let before = stats.iter().find(|s| s.queue == "media").unwrap().counts;
+    let client = flotilla_client::Client::new(&server.url, None).unwrap();
+    crate::support::eventually("the copied jobs to run on PostgreSQL", || async {
+        let counts = client.queue("media").await.unwrap().counts;
+        counts.succeeded == before.succeeded + available + 1
+    })
+    .await;
 }
