@@ -29,9 +29,9 @@ pub(crate) async fn queue_upsert(s: &PgStore, config: &QueueConfig) -> Result<()
     let stmt = tx
         .prepare_cached("SELECT grouped FROM queues WHERE name = $1 FOR UPDATE")
         .await?;
-    let was_grouped = match tx.query_opt(&stmt, &[&config.name]).await? {
-        Some(r) => get::<bool>(&r, 0)?,
-        None => false,
+    let (existed, was_grouped) = match tx.query_opt(&stmt, &[&config.name]).await? {
+        Some(r) => (true, get::<bool>(&r, 0)?),
+        None => (false, false),
     };
     let stmt = tx
         .prepare_cached(
@@ -82,18 +82,35 @@ pub(crate) async fn queue_upsert(s: &PgStore, config: &QueueConfig) -> Result<()
             .await?;
         tx.execute(&stmt, &[&config.name]).await?;
     }
+    if existed && !config.paused {
+        // Resumed, or a limit raised: waiting jobs may be claimable now.
+        let stmt = tx.prepare_cached(WAKE_ONE).await?;
+        tx.query(&stmt, &[&config.name]).await?;
+    }
     tx.commit().await?;
     Ok(())
 }
 
+/// Announces queue `$1` (see `wakeup`), when this store announces.
+const WAKE_ONE: &str = "SELECT pg_notify(current_setting('flotilla.notify'), $1::text)
+     WHERE coalesce(current_setting('flotilla.notify', true), '') <> ''";
+
 /// See `Store::queue_set_paused`: the `paused` column is the truth (the stored settings
-/// are read back with it).
+/// are read back with it). Resuming announces the queue (see `wakeup`).
 pub(crate) async fn queue_set_paused(s: &PgStore, name: &str, paused: bool) -> Result<(), PgError> {
     let c = s.client().await?;
     let stmt = c
-        .prepare_cached("UPDATE queues SET paused = $2 WHERE name = $1")
+        .prepare_cached(
+            "WITH up AS (UPDATE queues SET paused = $2 WHERE name = $1 RETURNING name, paused),
+             wake AS (
+                SELECT pg_notify(current_setting('flotilla.notify'), name) FROM up
+                WHERE NOT paused AND coalesce(current_setting('flotilla.notify', true), '') <> ''
+             )
+             SELECT (SELECT count(*) FROM up), (SELECT count(*) FROM wake)",
+        )
         .await?;
-    if c.execute(&stmt, &[&name, &paused]).await? == 0 {
+    let row = c.query_one(&stmt, &[&name, &paused]).await?;
+    if get::<i64>(&row, 0)? == 0 {
         return Err(StoreError::QueueNotFound(name.to_owned()).into());
     }
     Ok(())

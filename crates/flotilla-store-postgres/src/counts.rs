@@ -22,9 +22,25 @@
 //! only locked by claims on limited queues (first, and they then only skip locked jobs)
 //! and by `queue_upsert`.
 
-/// The tail of a statement that has a `moved` CTE: the count and counter updates. It
-/// starts with a comma, to follow the statement's other CTEs.
+/// The tail of a statement that has a `moved` CTE: the wakeups (see `wakeup`), then the
+/// count and counter updates. It starts with a comma, to follow the statement's other
+/// CTEs. `wake` is a plain `SELECT`, which PostgreSQL runs only if something reads it:
+/// `counted`, a data-modifying CTE (always run to completion), reads it whenever `moved`
+/// has rows, which is whenever there is anything to announce.
 pub(crate) const COUNTS: &str = ",
+wake AS (
+    SELECT pg_notify(current_setting('flotilla.notify'), w.queue)
+    FROM (
+        SELECT qs.name AS queue FROM moved m JOIN queues qs ON qs.name = m.queue
+        WHERE (m.to_state = 1 OR m.from_state = 2)
+            AND coalesce(current_setting('flotilla.notify', true), '') <> ''
+        GROUP BY qs.name
+        HAVING bool_or(m.to_state = 1)
+            OR (qs.limited AND bool_or(m.from_state = 2)
+                AND (qs.config::json ->> 'concurrency' IS NOT NULL
+                     OR qs.config::json ->> 'group_concurrency' IS NOT NULL))
+    ) w
+),
 counted AS (
     INSERT INTO queue_counts AS q (queue, shard, n_scheduled, n_available, n_running,
         n_succeeded, n_cancelled, n_dead, t_enqueued, t_succeeded, t_failed, t_retried, t_dead,
@@ -38,7 +54,7 @@ counted AS (
         count(*) FILTER (WHERE to_state = 5) - count(*) FILTER (WHERE from_state = 5),
         sum(enq), sum(succ), sum(failed), sum(retried), sum(dead), sum(cancelled),
         sum(lease_expired)
-    FROM moved GROUP BY queue ORDER BY queue
+    FROM moved, (SELECT count(*) FROM wake) AS woken GROUP BY queue ORDER BY queue
     ON CONFLICT (queue, shard) DO UPDATE SET
         n_scheduled = q.n_scheduled + excluded.n_scheduled,
         n_available = q.n_available + excluded.n_available,

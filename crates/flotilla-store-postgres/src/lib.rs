@@ -95,6 +95,31 @@
 //! that short transaction; ordinary queues have no such bound. `job_list` with filters may
 //! scan, as in SQLite.
 //!
+//! # Wakeups (`LISTEN`/`NOTIFY`, see `wakeup`)
+//! Statements that make jobs claimable call `pg_notify('flotilla_<schema>', queue)` in their
+//! own transaction: inserts and imports of available jobs, promotions, failures retried at
+//! once (and reaped leases retried at once), releases, replays and run-again, resuming a
+//! queue or changing an existing one, and any job leaving `running` in a queue with a
+//! concurrency or group-concurrency limit (a slot was freed). One background task per
+//! store holds a dedicated connection running `LISTEN` and forwards the queue names to
+//! [`Store::wakeups`] receivers; it reconnects with backoff and then wakes every queue.
+//!
+//! The cost: PostgreSQL serializes the commits of notifying transactions cluster-wide (a
+//! lock taken in `PreCommit_Notify` and held through the commit's WAL flush), so under
+//! full durability concurrent notifying transactions no longer share fsyncs. Measured on
+//! a 2-core test machine with 8 concurrent single-job enqueues: 2,400/s without wakeups,
+//! 470/s with them; with relaxed durability no difference (7,800/s). Batched enqueues pay
+//! it once per batch. [`PgOptions::wakeups`] `= false` turns wakeups off (no `NOTIFY`, no
+//! listener; servers then rely on polling).
+//!
+//! # Copying between stores (see `import`)
+//! `job_import` inserts jobs exactly as given, 1,000 per statement, skipping ids that
+//! exist (`ON CONFLICT (id) DO NOTHING`), with counts and groups updated like any insert;
+//! it first moves the id and lease-token sequences forwards past the copied values. It is
+//! meant for a store that is not yet taking work: an enqueue that drew an id in the copied
+//! range before the sequence moved would collide with a copied job.
+//! `queue_import_totals` raises one shard by the missing difference.
+//!
 //! # Errors
 //! Connection failures, pool timeouts and a server that is shutting down or out of
 //! resources are [`StoreError::Unavailable`]; text PostgreSQL cannot store (a NUL
@@ -114,8 +139,10 @@ mod maintenance;
 mod read;
 mod row;
 mod schema;
+mod wakeup;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -150,6 +177,12 @@ pub struct PgOptions {
     pub max_payload_bytes: usize,
     /// How long to wait for a connection from the pool, or for a new one to open.
     pub connect_timeout: Duration,
+    /// Whether this store announces claimable work to other servers and listens for their
+    /// announcements (`LISTEN`/`NOTIFY`, see [`Store::wakeups`]; on by default). Off, it
+    /// sends no `NOTIFY` and opens no listening connection, and `wakeups()` is `None`:
+    /// for a single server, or where PostgreSQL's serialization of notifying commits
+    /// (see the crate documentation) costs more than the polls it saves.
+    pub wakeups: bool,
 }
 
 impl Default for PgOptions {
@@ -161,6 +194,7 @@ impl Default for PgOptions {
             migrate: true,
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
             connect_timeout: Duration::from_secs(10),
+            wakeups: true,
         }
     }
 }
@@ -171,6 +205,8 @@ pub struct PgStore {
     pool: Pool,
     schema: Option<String>,
     max_payload_bytes: usize,
+    /// The listening task, shared by the clones; it stops when the last one is dropped.
+    listener: Option<Arc<wakeup::Listener>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -192,8 +228,8 @@ fn plain_identifier(name: &str) -> bool {
 
 impl PgStore {
     /// Connects to the database at `url` (a `postgres://` URL or a `key=value`
-    /// connection string), checks that it answers, and applies pending migrations unless
-    /// `options.migrate` is off.
+    /// connection string), checks that it answers, applies pending migrations unless `options.migrate` is off, and starts
+    /// listening for wakeups unless `options.wakeups` is off.
     pub async fn connect(url: &str, options: PgOptions) -> StoreResult<Self> {
         let invalid = |reason: String| {
             StoreError::Invalid(flotilla_core::Error::InvalidArgument {
@@ -213,6 +249,10 @@ impl PgStore {
             }
             session.push_str(&format!(" -c search_path={schema}"));
         }
+        let channel = wakeup::channel(options.schema.as_deref());
+        if options.wakeups {
+            session.push_str(&format!(" -c {}={channel}", wakeup::SETTING));
+        }
         let synchronous = match options.durability {
             Durability::Full => "on",
             Durability::Relaxed => "off",
@@ -226,7 +266,7 @@ impl PgStore {
             config.connect_timeout(options.connect_timeout);
         }
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -240,15 +280,23 @@ impl PgStore {
             .recycle_timeout(Some(options.connect_timeout))
             .build()
             .map_err(|e| StoreError::Internal(format!("cannot build the pool: {e}")))?;
-        let store = Self {
+        let mut store = Self {
             pool,
             schema: options.schema,
             max_payload_bytes: options.max_payload_bytes,
+            listener: None,
         };
         // Fail now, not at the first call, when the database cannot be reached.
         drop(store.client().await.map_err(StoreError::from)?);
         if options.migrate {
             store.migrate().await?;
+        }
+        if options.wakeups {
+            // Listening before `connect` returns: nothing committed afterwards is missed.
+            let listener = wakeup::Listener::start(config, channel)
+                .await
+                .map_err(StoreError::from)?;
+            store.listener = Some(Arc::new(listener));
         }
         Ok(store)
     }
@@ -317,6 +365,10 @@ macro_rules! run {
 impl Store for PgStore {
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+
+    fn wakeups(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        self.listener.as_ref().map(|l| l.subscribe())
     }
 
     async fn queue_upsert(&self, config: QueueConfig) -> StoreResult<()> {

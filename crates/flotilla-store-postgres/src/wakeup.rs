@@ -1,0 +1,194 @@
+//! Wakeups across servers: `LISTEN`/`NOTIFY`.
+//!
+//! **Sending.** Every connection of the pool carries the store's channel in the session
+//! setting `flotilla.notify` (set at connect time, like `search_path`). The statements that
+//! make jobs claimable call `pg_notify(current_setting('flotilla.notify'), queue)` for each
+//! queue concerned, inside their own transaction, so the notification is delivered when
+//! (and only if) the change commits, and PostgreSQL sends a (channel, payload) pair once
+//! per transaction however many jobs moved. Most do it through `counts::COUNTS`: a queue is
+//! notified when a job of it became available, or when a running job of a queue with a
+//! concurrency or group-concurrency limit stopped running (a slot was freed). Resuming a
+//! queue and changing an existing queue's settings notify too.
+//!
+//! **Channel.** `flotilla_<schema>` (`public` without a schema), so stores in different
+//! schemas of one database never wake each other; a schema name too long for a channel
+//! (63 bytes) is shortened and completed with a hash of the whole name.
+//!
+//! **Listening.** Each [`PgStore`](crate::PgStore) (and its clones) has one background task
+//! holding a dedicated connection, outside the pool, that runs `LISTEN` and forwards each
+//! payload to a `broadcast` channel ([`CAPACITY`] wakeups; a receiver that lags loses the
+//! oldest ones, which is harmless: servers poll as well). A dropped connection, or one that
+//! stops answering the periodic ping, is replaced with backoff (100 ms doubling to 5 s);
+//! once listening again, the task sends a wakeup for every queue, since notifications sent
+//! while it was away are lost. The task ends when the last clone of the store is dropped.
+
+use std::time::Duration;
+
+use tokio::sync::{broadcast, oneshot};
+use tokio_postgres::{AsyncMessage, NoTls};
+
+use crate::error::PgError;
+
+/// Wakeups a receiver may fall behind by before it loses the oldest.
+pub(crate) const CAPACITY: usize = 1024;
+/// The session setting that holds the channel; statements notify only when it is set.
+pub(crate) const SETTING: &str = "flotilla.notify";
+/// First delay before connecting again; doubled on each failure up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How often the idle listening connection is checked, and how long the check may take: a
+/// connection that died without closing (a lost network path) is noticed this way.
+const PING_EVERY: Duration = Duration::from_secs(30);
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The channel of the store in `schema`: `flotilla_<schema>`, or for a long name its first
+/// 36 characters and a hash of the whole (a channel name has at most 63 bytes).
+pub(crate) fn channel(schema: Option<&str>) -> String {
+    let schema = schema.unwrap_or("public");
+    let full = format!("flotilla_{schema}");
+    if full.len() <= 63 {
+        return full;
+    }
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in schema.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    // Schema names are ASCII (checked at connect), so any cut is a character boundary.
+    format!("flotilla_{}_{hash:016x}", &schema[..36])
+}
+
+/// The listening task of a store; dropping it stops the task and closes its connection.
+pub(crate) struct Listener {
+    sender: broadcast::Sender<String>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Listener {
+    /// Starts listening on `channel` with a connection made from `config`, and returns once
+    /// `LISTEN` has taken effect, so that every change committed after this returns is
+    /// announced to its receivers.
+    pub(crate) async fn start(
+        config: tokio_postgres::Config,
+        channel: String,
+    ) -> Result<Self, PgError> {
+        let (sender, _) = broadcast::channel(CAPACITY);
+        let (ready, listening) = oneshot::channel();
+        let task = tokio::spawn(run(config, channel, sender.clone(), ready));
+        let listener = Self { sender, task };
+        match listening.await {
+            Ok(Ok(())) => Ok(listener),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(PgError::Decode("the listening task ended".into())),
+        }
+    }
+
+    /// A new receiver of queue names.
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<String> {
+        self.sender.subscribe()
+    }
+}
+
+/// Listens until aborted: one session after another, with backoff between them.
+async fn run(
+    config: tokio_postgres::Config,
+    channel: String,
+    sender: broadcast::Sender<String>,
+    ready: oneshot::Sender<Result<(), PgError>>,
+) {
+    let mut ready = Some(ready);
+    let mut delay = MIN_BACKOFF;
+    let mut resync = false;
+    loop {
+        let (listened, error) = session(&config, &channel, &sender, resync, &mut ready).await;
+        if listened {
+            delay = MIN_BACKOFF;
+            resync = true;
+        }
+        if let Some(ready) = ready.take() {
+            // Connecting failed before the first LISTEN: the caller gives up.
+            let _ = ready.send(Err(error));
+            return;
+        }
+        tracing::warn!(%channel, error = %error, retry_in = ?delay, "postgres: wakeup listener lost its connection");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// One connection: `LISTEN`, then (after a reconnect) a wakeup for every queue, then
+/// forwards notifications until the connection fails. Answers whether `LISTEN` took
+/// effect, and why the session ended.
+async fn session(
+    config: &tokio_postgres::Config,
+    channel: &str,
+    sender: &broadcast::Sender<String>,
+    resync: bool,
+    ready: &mut Option<oneshot::Sender<Result<(), PgError>>>,
+) -> (bool, PgError) {
+    let (client, mut connection) = match config.connect(NoTls).await {
+        Ok(pair) => pair,
+        Err(e) => return (false, e.into()),
+    };
+    let mut listened = false;
+    // Drives the connection (the client's statements too) and forwards notifications.
+    let forward = async {
+        loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notification(n))) => {
+                    // No receiver at the moment is fine.
+                    let _ = sender.send(n.payload().to_owned());
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return PgError::from(e),
+                None => return PgError::Decode("the listening connection closed".into()),
+            }
+        }
+    };
+    let listen = async {
+        if let Err(e) = client.batch_execute(&format!("LISTEN \"{channel}\"")).await {
+            return PgError::from(e);
+        }
+        listened = true;
+        if let Some(ready) = ready.take() {
+            let _ = ready.send(Ok(()));
+        }
+        if resync {
+            // Whatever was announced while no one listened: every queue may have work.
+            match client
+                .query("SELECT name FROM queues ORDER BY name", &[])
+                .await
+            {
+                Ok(rows) => {
+                    for row in rows {
+                        if let Ok(name) = row.try_get::<_, String>(0) {
+                            let _ = sender.send(name);
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "postgres: cannot list queues to wake"),
+            }
+        }
+        loop {
+            tokio::time::sleep(PING_EVERY).await;
+            match tokio::time::timeout(PING_TIMEOUT, client.simple_query("")).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return PgError::from(e),
+                Err(_) => {
+                    return PgError::Decode("the listening connection stopped answering".into());
+                }
+            }
+        }
+    };
+    let error = tokio::select! {
+        e = forward => e,
+        e = listen => e,
+    };
+    (listened, error)
+}
