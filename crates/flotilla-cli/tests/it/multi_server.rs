@@ -278,3 +278,39 @@ async fn a_database_outage_is_a_503_and_the_server_recovers() {
     let jobs = crate::support::jobs(&url, &before).await;
     assert!(jobs.iter().all(|j| j["state"] == "available"), "{jobs:?}");
 }
+
+/// A long-poll waiting on one server returns as soon as another server enqueues: the
+/// enqueue's notification wakes it, not the end of its wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enqueue_on_one_server_wakes_a_long_poll_on_another() {
+    let (store, _schema) = pg_schema_url("wake").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::support::config(dir.path(), "[[queues]]\nname = \"q\"\n");
+    let args = ["--config", config.as_str()];
+    let a = ServerProcess::start_store(&store, free_port(), &args);
+    let b = ServerProcess::start_store(&store, free_port(), &args);
+    let registered = crate::support::post(
+        format!("{}/v1/workers", a.url),
+        json!({"id": "w", "host": "h", "pid": 1, "queues": ["q"], "concurrency": 1, "version": "t"}),
+    )
+    .await;
+    assert_eq!(registered["worker_id"], "w", "{registered}");
+    let poll_url = format!("{}/v1/poll", a.url);
+    let started = Instant::now();
+    let poll = tokio::spawn(crate::support::post(
+        poll_url,
+        json!({"worker_id": "w", "queues": ["q"], "max_jobs": 1, "wait_ms": 15000}),
+    ));
+    // Give the poll time to start waiting, so that it is woken rather than served at once
+    // (if it is served at once, the assertion below still holds).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ids = crate::support::enqueue(&b.url, "q", "k", json!({}), 1).await;
+    let answer = poll.await.unwrap();
+    let waited = started.elapsed();
+    assert_eq!(answer["jobs"][0]["id"], ids[0], "{answer}");
+    // Without the wake-up, the poll would wait its full 15 s: the broker does not poll.
+    assert!(
+        waited < Duration::from_secs(5),
+        "the poll on server A waited {waited:?} for a job enqueued on server B"
+    );
+}
