@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/prereqs.sh
+source scripts/postgres.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all --check

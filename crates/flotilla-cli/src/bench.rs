@@ -1,5 +1,7 @@
 //! `flotilla bench store`: the store's throughput, in-process, with the durable settings
-//! users get by default. Prints figures; asserts nothing.
+//! users get by default, on SQLite (the default) or PostgreSQL (`--store postgres://…`:
+//! each figure in a fresh schema `flotilla_bench_*`, dropped afterwards). Prints figures;
+//! asserts nothing.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -43,6 +45,10 @@ pub(crate) struct StoreBenchArgs {
     /// `full` (every commit fsynced, the default) or `relaxed`.
     #[arg(long, default_value = "full", value_parser = ["full", "relaxed"])]
     durability: String,
+    /// A PostgreSQL URL to measure instead of SQLite (schemas `flotilla_bench_*` in it are
+    /// dropped and created).
+    #[arg(long)]
+    store: Option<String>,
 }
 
 const QUEUE: &str = "bench";
@@ -61,12 +67,17 @@ pub(crate) async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
     } else {
         Durability::Full
     };
+    let target = match &args.store {
+        Some(url) => Target::Postgres(url.clone()),
+        None => Target::Sqlite(dir.clone()),
+    };
     println!(
-        "flotilla bench store: SQLite, WAL, durability {durability:?}, {} cores",
+        "flotilla bench store: {}, durability {durability:?}, {} cores",
+        target.describe(),
         cores()
     );
 
-    let store = open(&dir, "enqueue.db", durability).await?;
+    let store = target.open("enqueue", durability).await?;
     let secs = timed(enqueue_singles(&store, args.single_jobs / 5, 1)).await?;
     report(
         "enqueue, single, 1 sequential producer",
@@ -84,7 +95,7 @@ pub(crate) async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
     drop(store);
 
     for claimers in [1, args.claimers] {
-        let store = open(&dir, &format!("drain{claimers}.db"), durability).await?;
+        let store = target.open(&format!("drain{claimers}"), durability).await?;
         enqueue_batches(&store, args.drain_jobs, 1000).await?;
         let secs = timed(drain(&store, claimers, 100)).await?;
         report(
@@ -96,7 +107,7 @@ pub(crate) async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
 
     let mut rates = Vec::new();
     for depth in [1_000, args.deep] {
-        let store = open(&dir, &format!("depth{depth}.db"), durability).await?;
+        let store = target.open(&format!("depth{depth}"), durability).await?;
         enqueue_batches(&store, depth, 1000).await?;
         let secs = at_depth(&store, args.depth_jobs, 100).await?;
         rates.push(args.depth_jobs as f64 / secs);
@@ -111,29 +122,100 @@ pub(crate) async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
         args.deep,
         rates[1] / rates[0]
     );
-    println!("  peak RSS: {} MiB", peak_rss_kib().unwrap_or(0) / 1024);
-    Ok(())
+    println!(
+        "  peak RSS of this process: {} MiB",
+        peak_rss_kib().unwrap_or(0) / 1024
+    );
+    target.clean_up().await
 }
 
-async fn open(
-    dir: &std::path::Path,
+/// Where the figures are measured.
+enum Target {
+    /// SQLite files in this directory.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database, one schema per figure.
+    Postgres(String),
+}
+
+impl Target {
+    fn describe(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "SQLite (WAL)",
+            Self::Postgres(_) => "PostgreSQL",
+        }
+    }
+
+    /// A fresh, empty store called `name`, with the bench queue.
+    async fn open(&self, name: &str, durability: Durability) -> anyhow::Result<Arc<dyn Store>> {
+        let store: Arc<dyn Store> = match self {
+            Self::Sqlite(dir) => {
+                let path = dir.join(format!("{name}.db"));
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+                let options = SqliteOptions {
+                    durability,
+                    ..SqliteOptions::default()
+                };
+                let store = SqliteStore::open(&path, options)
+                    .with_context(|| format!("opening {}", path.display()))?;
+                Arc::new(store)
+            }
+            Self::Postgres(url) => fresh_pg_store(url, name, durability).await?,
+        };
+        store.queue_upsert(QueueConfig::new(QUEUE)).await?;
+        Ok(store)
+    }
+
+    async fn clean_up(&self) -> anyhow::Result<()> {
+        if let Self::Postgres(url) = self {
+            drop_bench_schemas(url).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The schema a benchmark named `name` uses.
+pub(crate) fn bench_schema(name: &str) -> String {
+    format!("flotilla_bench_{name}")
+}
+
+/// A store in the fresh schema of `name` (dropped first if a run left it).
+pub(crate) async fn fresh_pg_store(
+    url: &str,
     name: &str,
     durability: Durability,
 ) -> anyhow::Result<Arc<dyn Store>> {
-    let path = dir.join(name);
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
-    let store = SqliteStore::open(
-        &path,
-        SqliteOptions {
-            durability,
-            ..SqliteOptions::default()
-        },
+    let schema = bench_schema(name);
+    pg_execute(url, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await?;
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let url = format!("{url}{separator}schema={schema}");
+    crate::server::open_store(&url, flotilla_core::DEFAULT_MAX_PAYLOAD_BYTES, durability).await
+}
+
+/// Drops every `flotilla_bench_*` schema of the database at `url`.
+pub(crate) async fn drop_bench_schemas(url: &str) -> anyhow::Result<()> {
+    pg_execute(
+        url,
+        "DO $$ DECLARE s text; BEGIN
+           FOR s IN SELECT nspname FROM pg_namespace WHERE nspname LIKE 'flotilla\\_bench\\_%' LOOP
+             EXECUTE format('DROP SCHEMA %I CASCADE', s);
+           END LOOP;
+         END $$",
     )
-    .with_context(|| format!("opening {}", path.display()))?;
-    store.queue_upsert(QueueConfig::new(QUEUE)).await?;
-    Ok(Arc::new(store))
+    .await
+}
+
+async fn pg_execute(url: &str, sql: &str) -> anyhow::Result<()> {
+    let (base, _) = url.split_once('?').unwrap_or((url, ""));
+    let (client, connection) = tokio_postgres::connect(base, tokio_postgres::NoTls)
+        .await
+        .with_context(|| format!("connecting to {}", crate::server::redact(base)))?;
+    let connection = tokio::spawn(connection);
+    client.batch_execute(sql).await?;
+    drop(client);
+    let _ = connection.await;
+    Ok(())
 }
 
 fn job(i: usize) -> NewJob {

@@ -28,6 +28,10 @@ pub(crate) struct E2eBenchArgs {
     /// Jobs of the crash run.
     #[arg(long, default_value_t = 2_000)]
     crash_jobs: usize,
+    /// A PostgreSQL URL for the servers' store instead of SQLite (schemas
+    /// `flotilla_bench_*` in it are dropped and created).
+    #[arg(long)]
+    store: Option<String>,
 }
 
 const QUEUE: &str = "bench";
@@ -45,10 +49,16 @@ impl Drop for Proc {
 
 pub(crate) async fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    println!("flotilla bench e2e: server + worker processes on loopback, SQLite store");
+    let backend = if args.store.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    println!("flotilla bench e2e: server + worker processes on loopback, {backend} store");
+    let pg = args.store.as_deref();
     {
         // Single enqueues against a server with relaxed durability, for comparison.
-        let (_server, client) = server(dir.path(), "relaxed").await?;
+        let (_server, client) = server(dir.path(), pg, "relaxed").await?;
         let took = enqueue_singles(&client, args.jobs).await?;
         report(
             "HTTP enqueue, one request per job, relaxed durability",
@@ -56,7 +66,7 @@ pub(crate) async fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
             took,
         );
     }
-    let (_server, client) = server(dir.path(), "full").await?;
+    let (_server, client) = server(dir.path(), pg, "full").await?;
     let url = client.base_url().to_owned();
     let took = enqueue_singles(&client, args.jobs).await?;
     report(
@@ -88,15 +98,36 @@ pub(crate) async fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
 
     latency(&client, &args).await?;
     drop(worker);
-    crash(&client, &url, &args).await
+    crash(&client, &url, &args).await?;
+    if let Some(url) = pg {
+        crate::bench::drop_bench_schemas(url).await?;
+    }
+    Ok(())
 }
 
-/// A server process with `durability`, ready, and a client for it.
-async fn server(dir: &Path, durability: &str) -> anyhow::Result<(Proc, Client)> {
+/// A server process with `durability` on a fresh store (a SQLite file in `dir`, or a
+/// fresh schema of the PostgreSQL database `pg`), ready, and a client for it.
+async fn server(dir: &Path, pg: Option<&str>, durability: &str) -> anyhow::Result<(Proc, Client)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let process = start_server(dir, port, durability)?;
+    let store = match pg {
+        Some(url) => {
+            let name = format!("e2e_{durability}");
+            // Creates the schema now, so the server finds it migrated.
+            crate::bench::fresh_pg_store(url, &name, Default::default()).await?;
+            let separator = if url.contains('?') { '&' } else { '?' };
+            format!(
+                "{url}{separator}schema={}",
+                crate::bench::bench_schema(&name)
+            )
+        }
+        None => format!(
+            "sqlite:{}",
+            dir.join(format!("bench-{durability}.db")).display()
+        ),
+    };
+    let process = start_server(dir, port, durability, &store)?;
     let client = Client::new(&format!("http://127.0.0.1:{port}"), None)?;
     wait_ready(&client).await?;
     Ok((process, client))
@@ -115,7 +146,7 @@ fn noop(i: usize) -> NewJob {
     NewJob::new(QUEUE, "noop", json!({ "i": i }))
 }
 
-fn start_server(dir: &Path, port: u16, durability: &str) -> anyhow::Result<Proc> {
+fn start_server(dir: &Path, port: u16, durability: &str, store: &str) -> anyhow::Result<Proc> {
     let config = dir.join(format!("flotilla-{durability}.toml"));
     // Retries start at 100 ms (not the default 1 s), so the crash run measures lease expiry
     // and reaping rather than backoff.
@@ -133,10 +164,7 @@ fn start_server(dir: &Path, port: u16, durability: &str) -> anyhow::Result<Proc>
         ])
         .arg(&config)
         .arg("--store")
-        .arg(format!(
-            "sqlite:{}",
-            dir.join(format!("bench-{durability}.db")).display()
-        ))
+        .arg(store)
         .env("RUST_LOG", "warn")
         .stderr(Stdio::null())
         .spawn()

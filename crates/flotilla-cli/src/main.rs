@@ -6,6 +6,7 @@ mod demo;
 mod remote;
 mod server;
 mod signals;
+mod store_cmd;
 mod worker;
 
 use std::path::PathBuf;
@@ -36,6 +37,16 @@ enum Command {
         #[arg(long)]
         db: Option<PathBuf>,
     },
+    /// Applies the store's pending schema migrations and exits (servers also migrate at
+    /// start, one at a time).
+    Migrate {
+        /// The store: sqlite:PATH or postgres://… [env: FLOTILLA_STORE]
+        #[arg(long, env = "FLOTILLA_STORE")]
+        store: String,
+    },
+    /// Store maintenance without a server: copy one store into another.
+    #[command(subcommand)]
+    Store(store_cmd::StoreCommand),
     /// Runs a worker: built-in handlers, or any program with --exec.
     Worker(worker::WorkerArgs),
     /// Enqueues a job, or a batch of jobs read as JSON lines from stdin.
@@ -140,6 +151,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Dead { remote, command } => remote::dead(&remote, command).await,
         Command::Workers { remote } => remote::workers(&remote).await,
         Command::Demo { db } => demo::run(db).await,
+        Command::Migrate { store } => store_cmd::migrate(&store).await,
+        Command::Store(command) => store_cmd::run(command).await,
         Command::Bench(BenchCommand::Store(args)) => bench::store(args).await,
         Command::Bench(BenchCommand::E2e(args)) => bench_e2e::run(args).await,
     }

@@ -10,6 +10,7 @@ use flotilla_api::{Auth, Limits};
 use flotilla_core::SystemClock;
 use flotilla_server::{Engine, ServerConfig};
 use flotilla_store::Store;
+use flotilla_store_postgres::{PgOptions, PgStore};
 use flotilla_store_sqlite::{Durability, SqliteOptions, SqliteStore};
 use tokio_util::sync::CancellationToken;
 
@@ -22,7 +23,8 @@ pub(crate) struct ServerArgs {
     /// Address to listen on [env: FLOTILLA_LISTEN] (default 127.0.0.1:7070).
     #[arg(long)]
     listen: Option<SocketAddr>,
-    /// The store, `sqlite:PATH` [env: FLOTILLA_STORE] (default sqlite:flotilla.db).
+    /// The store, `sqlite:PATH` or `postgres://user@host/db[?schema=NAME]` [env:
+    /// FLOTILLA_STORE] (default sqlite:flotilla.db).
     #[arg(long)]
     store: Option<String>,
 }
@@ -46,14 +48,29 @@ pub(crate) fn config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
     Ok(config)
 }
 
-/// Opens the store a `sqlite:PATH` URL names.
-pub(crate) fn open_store(
+/// Opens (and migrates) the store `url` names: `sqlite:PATH`, or a PostgreSQL URL
+/// (`postgres://user@host:port/db`, optionally `?schema=NAME` to keep Flotilla's tables in
+/// their own schema; other query parameters go to the driver).
+pub(crate) async fn open_store(
     url: &str,
     max_payload_bytes: usize,
     durability: Durability,
 ) -> anyhow::Result<Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let (url, schema) = split_schema(url);
+        let options = PgOptions {
+            schema,
+            durability,
+            max_payload_bytes,
+            ..PgOptions::default()
+        };
+        let store = PgStore::connect(&url, options)
+            .await
+            .with_context(|| format!("opening the store {}", redact(&url)))?;
+        return Ok(Arc::new(store));
+    }
     let Some(path) = url.strip_prefix("sqlite:") else {
-        bail!("unsupported store {url:?}: use sqlite:PATH (PostgreSQL is not available yet)");
+        bail!("unsupported store {url:?}: use sqlite:PATH or postgres://user@host/db");
     };
     let options = SqliteOptions {
         max_payload_bytes,
@@ -65,10 +82,53 @@ pub(crate) fn open_store(
     Ok(Arc::new(store))
 }
 
+/// Takes the `schema` query parameter out of a PostgreSQL URL.
+fn split_schema(url: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_owned(), None);
+    };
+    let mut schema = None;
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|pair| match pair.strip_prefix("schema=") {
+            Some(name) => {
+                schema = Some(name.to_owned());
+                false
+            }
+            None => !pair.is_empty(),
+        })
+        .collect();
+    let url = if rest.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    (url, schema)
+}
+
+/// A store URL fit for a log line or an error: any password replaced by `***`.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = rest.split_once('/').map_or((rest, ""), |(a, t)| (a, t));
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    let user = userinfo.split(':').next().unwrap_or_default();
+    let masked = if userinfo.contains(':') {
+        format!("{user}:***")
+    } else {
+        user.to_owned()
+    };
+    let slash = if rest.contains('/') { "/" } else { "" };
+    format!("{scheme}://{masked}@{host}{slash}{tail}")
+}
+
 pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let config = config(&args)?;
     let tokens = config.resolve_tokens(|k| std::env::var(k).ok())?;
-    let store = open_store(&config.store, config.max_payload_bytes, config.durability)?;
+    let store = open_store(&config.store, config.max_payload_bytes, config.durability).await?;
     let engine = Engine::new(store, Arc::new(SystemClock));
     engine
         .apply(&config)
@@ -129,9 +189,39 @@ async fn serve(
         running.await??;
         anyhow::bail!("cannot listen on {}", config.listen);
     };
-    tracing::info!(listen = %listen, store = %config.store, tls = config.tls.is_some(), "flotilla server ready");
+    tracing::info!(listen = %listen, store = %redact(&config.store), tls = config.tls.is_some(), "flotilla server ready");
     shutdown.cancelled().await;
     handle.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
     running.await??;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_comes_out_of_the_url_and_passwords_stay_out_of_logs() {
+        assert_eq!(
+            split_schema("postgres://u@h/db?schema=s1&sslmode=disable"),
+            (
+                "postgres://u@h/db?sslmode=disable".into(),
+                Some("s1".into())
+            )
+        );
+        assert_eq!(
+            split_schema("postgres://u@h/db?schema=s1"),
+            ("postgres://u@h/db".into(), Some("s1".into()))
+        );
+        assert_eq!(
+            split_schema("postgres://u@h/db"),
+            ("postgres://u@h/db".into(), None)
+        );
+        assert_eq!(
+            redact("postgres://app:s3cret@db.example:5432/flotilla"),
+            "postgres://app:***@db.example:5432/flotilla"
+        );
+        assert_eq!(redact("postgres://app@db/x"), "postgres://app@db/x");
+        assert_eq!(redact("sqlite:/tmp/f.db"), "sqlite:/tmp/f.db");
+    }
 }

@@ -109,7 +109,31 @@ impl Engine {
             clock.clone(),
             shutdown.clone(),
         ));
+        if let Some(wakeups) = store.wakeups() {
+            set.spawn(relay_wakeups(wakeups, broker.clone(), shutdown.clone()));
+        }
         set
+    }
+}
+
+/// Wakes this server's long-polls for work that other servers on the same database made
+/// claimable. A receiver that fell behind lost some names: it wakes every queue instead.
+async fn relay_wakeups(
+    mut wakeups: tokio::sync::broadcast::Receiver<String>,
+    broker: Arc<Broker>,
+    shutdown: CancellationToken,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let next = tokio::select! {
+            () = shutdown.cancelled() => return,
+            next = wakeups.recv() => next,
+        };
+        match next {
+            Ok(queue) => broker.wake(&queue),
+            Err(RecvError::Lagged(_)) => broker.wake_all(),
+            Err(RecvError::Closed) => return,
+        }
     }
 }
 

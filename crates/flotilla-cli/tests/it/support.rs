@@ -31,20 +31,25 @@ impl ServerProcess {
 
     /// Like [`ServerProcess::start_with`], on `port`.
     pub(crate) fn start_on(dir: &Path, port: u16, args: &[&str], scheme: &str) -> Self {
-        Self::spawn(dir, port, args, scheme, "info")
+        Self::spawn(&sqlite(dir), port, args, scheme, "info")
     }
 
     /// Like [`ServerProcess::start_with`], logging everything (`RUST_LOG=trace`).
     pub(crate) fn start_verbose(dir: &Path, args: &[&str]) -> Self {
-        Self::spawn(dir, free_port(), args, "http", "trace")
+        Self::spawn(&sqlite(dir), free_port(), args, "http", "trace")
     }
 
-    fn spawn(dir: &Path, port: u16, args: &[&str], scheme: &str, log_level: &str) -> Self {
+    /// A server on `store` (e.g. a PostgreSQL URL) and `port`, with `args`.
+    pub(crate) fn start_store(store: &str, port: u16, args: &[&str]) -> Self {
+        Self::spawn(store, port, args, "http", "info")
+    }
+
+    fn spawn(store: &str, port: u16, args: &[&str], scheme: &str, log_level: &str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
             .args(["server", "--listen", &format!("127.0.0.1:{port}")])
             .args(args)
             .arg("--store")
-            .arg(format!("sqlite:{}", dir.join("flotilla.db").display()))
+            .arg(store)
             .env("RUST_LOG", log_level)
             .stderr(Stdio::piped())
             .spawn()
@@ -94,7 +99,13 @@ impl Drop for ServerProcess {
     }
 }
 
-fn free_port() -> u16 {
+/// The SQLite store URL of a server whose files live in `dir`.
+fn sqlite(dir: &Path) -> String {
+    format!("sqlite:{}", dir.join("flotilla.db").display())
+}
+
+/// A free loopback port.
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -247,4 +258,113 @@ pub(crate) fn config(dir: &Path, toml: &str) -> String {
     let path = dir.join("flotilla.toml");
     std::fs::write(&path, toml).unwrap();
     path.to_str().unwrap().to_owned()
+}
+
+/// The PostgreSQL the tests use: `FLOTILLA_TEST_PG`, by default the local `test` database.
+pub(crate) fn pg_url() -> String {
+    std::env::var("FLOTILLA_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A fresh schema for one test: the store URL that selects it, and a guard that drops the
+/// schema when the test ends.
+pub(crate) async fn pg_schema_url(name: &str) -> (String, PgSchema) {
+    let schema = format!("t_{name}_{}_{}", std::process::id(), rand::random::<u32>());
+    let base = pg_url();
+    let separator = if base.contains('?') { '&' } else { '?' };
+    (
+        format!("{base}{separator}schema={schema}"),
+        PgSchema { url: base, schema },
+    )
+}
+
+/// Drops its schema on drop (best effort).
+pub(crate) struct PgSchema {
+    url: String,
+    schema: String,
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let (url, schema) = (self.url.clone(), self.schema.clone());
+        let dropping = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let Ok((client, connection)) =
+                    tokio_postgres::connect(&url, tokio_postgres::NoTls).await
+                else {
+                    return;
+                };
+                tokio::spawn(connection);
+                let _ = client
+                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                    .await;
+            });
+        });
+        let _ = dropping.join();
+    }
+}
+
+/// A TCP proxy on loopback in front of `upstream`, which a test can cut (every connection
+/// is closed and new ones are refused, as when a database goes down) and restore.
+pub(crate) struct TcpProxy {
+    /// The port it listens on.
+    pub(crate) port: u16,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    links: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl TcpProxy {
+    /// Starts forwarding to `upstream` (`host:port`).
+    pub(crate) async fn start(upstream: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let links: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let (flag, list, upstream) = (up.clone(), links.clone(), upstream.to_owned());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue; // dropped: the connection is refused
+                }
+                let upstream = upstream.clone();
+                let link = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                list.lock().unwrap().push(link.abort_handle());
+            }
+        });
+        Self {
+            port,
+            up,
+            links,
+            accept,
+        }
+    }
+
+    /// Closes every connection and refuses new ones.
+    pub(crate) fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+
+    /// Accepts connections again.
+    pub(crate) fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
 }
