@@ -29,17 +29,16 @@
 /// has rows, which is whenever there is anything to announce.
 pub(crate) const COUNTS: &str = ",
 wake AS (
-    SELECT pg_notify(current_setting('flotilla.notify'), w.queue)
+    SELECT pg_notify(current_setting('flotilla.notify'), m.queue)
     FROM (
-        SELECT qs.name AS queue FROM moved m JOIN queues qs ON qs.name = m.queue
-        WHERE (m.to_state = 1 OR m.from_state = 2)
+        SELECT queue, bool_or(to_state = 1) AS ready FROM moved
+        WHERE (to_state = 1 OR from_state = 2)
             AND coalesce(current_setting('flotilla.notify', true), '') <> ''
-        GROUP BY qs.name
-        HAVING bool_or(m.to_state = 1)
-            OR (qs.limited AND bool_or(m.from_state = 2)
-                AND (qs.config::json ->> 'concurrency' IS NOT NULL
-                     OR qs.config::json ->> 'group_concurrency' IS NOT NULL))
-    ) w
+        GROUP BY queue
+    ) m JOIN queues qs ON qs.name = m.queue
+    WHERE m.ready
+        OR (qs.limited AND (qs.config::json ->> 'concurrency' IS NOT NULL
+                            OR qs.config::json ->> 'group_concurrency' IS NOT NULL))
 ),
 counted AS (
     INSERT INTO queue_counts AS q (queue, shard, n_scheduled, n_available, n_running,

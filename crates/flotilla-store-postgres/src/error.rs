@@ -5,6 +5,8 @@
 //! [`flotilla_store::Store`] boundary it becomes a [`StoreError`]:
 //! - connection failures, pool timeouts, an unreachable or restarting server, and retries
 //!   exhausted → [`StoreError::Unavailable`] (worth retrying);
+//! - a session setting of the connection string that the server refuses (an unknown
+//!   name, a bad value) → [`StoreError::Invalid`] with `invalid_argument`;
 //! - a value PostgreSQL cannot hold (a NUL character, a time out of its range) →
 //!   [`StoreError::Invalid`] with `invalid_argument`;
 //! - anything else → [`StoreError::Internal`].
@@ -64,6 +66,13 @@ fn unavailable_state(code: &SqlState) -> bool {
         || c == "55P03"
 }
 
+/// A session setting the server does not know, or refuses the value of.
+fn refused_setting(code: &SqlState) -> bool {
+    *code == SqlState::UNDEFINED_OBJECT
+        || *code == SqlState::INVALID_PARAMETER_VALUE
+        || *code == SqlState::CANT_CHANGE_RUNTIME_PARAM
+}
+
 /// Values PostgreSQL refuses to store: NUL characters, times out of its range.
 fn unstorable_value(code: &SqlState) -> bool {
     *code == SqlState::CHARACTER_NOT_IN_REPERTOIRE
@@ -76,6 +85,16 @@ impl From<PgError> for StoreError {
     fn from(e: PgError) -> Self {
         match e {
             PgError::Store(e) => e,
+            PgError::Pool(deadpool_postgres::PoolError::Backend(e)) => match e.code() {
+                // A new connection's session settings (from the URL) were refused.
+                Some(code) if refused_setting(code) => {
+                    StoreError::Invalid(flotilla_core::Error::InvalidArgument {
+                        field: "postgres",
+                        reason: format!("a connection setting was refused: {}", describe(&e)),
+                    })
+                }
+                _ => StoreError::Unavailable(format!("no database connection: {}", describe(&e))),
+            },
             PgError::Pool(e) => StoreError::Unavailable(format!("no database connection: {e}")),
             PgError::Decode(msg) => StoreError::Internal(msg),
             PgError::Db(e) => match e.code() {

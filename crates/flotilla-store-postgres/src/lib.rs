@@ -95,6 +95,22 @@
 //! that short transaction; ordinary queues have no such bound. `job_list` with filters may
 //! scan, as in SQLite.
 //!
+//! # Connecting
+//! [`PgStore::connect`] takes a `postgres://` or `postgresql://` URL, or a libpq
+//! `key=value` string. A URL's query parameters that tokio-postgres knows (`sslmode`,
+//! `application_name`, `options`, `connect_timeout`, `target_session_attrs`, ...) are
+//! applied by it; any other is passed through to the server as a session setting, as
+//! `-c name=value` in the startup options (`?statement_timeout=30s&lock_timeout=5s`); one
+//! the server refuses fails `connect` with `invalid_argument`. The store's own settings
+//! come last and win, on every connection (the pool's and the listener's):
+//! - **[`PgOptions::schema`] sets `search_path`** to that schema, so every table, index
+//!   and sequence of the store is found there (the migrations create the schema). It also
+//!   keys the migration lock and names the wakeup channel, so set the schema here rather
+//!   than with a `search_path` parameter. Without it, the server's default search path
+//!   applies (and the lock and channel use the name `public`).
+//! - [`PgOptions::durability`] sets `synchronous_commit`;
+//! - [`PgOptions::wakeups`] sets `flotilla.notify`, the channel the statements notify.
+//!
 //! # Wakeups (`LISTEN`/`NOTIFY`, see `wakeup`)
 //! Statements that make jobs claimable call `pg_notify('flotilla_<schema>', queue)` in their
 //! own transaction: inserts and imports of available jobs, promotions, failures retried at
@@ -139,6 +155,7 @@ mod maintenance;
 mod read;
 mod row;
 mod schema;
+mod url;
 mod wakeup;
 
 use std::future::Future;
@@ -227,8 +244,9 @@ fn plain_identifier(name: &str) -> bool {
 }
 
 impl PgStore {
-    /// Connects to the database at `url` (a `postgres://` URL or a `key=value`
-    /// connection string), checks that it answers, applies pending migrations unless `options.migrate` is off, and starts
+    /// Connects to the database at `url` (a `postgres://` or `postgresql://` URL, or a
+    /// libpq `key=value` string; see "Connecting" in the crate documentation), checks that
+    /// it answers, applies pending migrations unless `options.migrate` is off, and starts
     /// listening for wakeups unless `options.wakeups` is off.
     pub async fn connect(url: &str, options: PgOptions) -> StoreResult<Self> {
         let invalid = |reason: String| {
@@ -237,10 +255,14 @@ impl PgStore {
                 reason,
             })
         };
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| invalid(format!("bad connection string: {e}")))?;
+        let url::Parsed {
+            mut config,
+            settings,
+        } = url::parse(url).map_err(invalid)?;
+        // The URL's options, then its other parameters, then ours (the last one wins).
         let mut session = config.get_options().unwrap_or_default().to_owned();
+        session.push(' ');
+        session.push_str(&settings);
         if let Some(schema) = &options.schema {
             if !plain_identifier(schema) {
                 return Err(invalid(format!(
@@ -571,6 +593,45 @@ mod tests {
             .await
             .expect_err("a bad url");
         assert_eq!(err.code(), flotilla_core::ErrorCode::InvalidArgument);
+    }
+
+    #[tokio::test]
+    async fn urls_pass_their_parameters_through() {
+        let base = url();
+        let (_, rest) = base.split_once("://").expect("a URL");
+        let sep = if rest.contains('?') { '&' } else { '?' };
+        for scheme in ["postgres", "postgresql"] {
+            let url = format!(
+                "{scheme}://{rest}{sep}sslmode=disable&application_name=flotilla-url\
+                 &options=-c%20lock_timeout%3D4321&statement_timeout=1234&connect_timeout=5"
+            );
+            let options = PgOptions {
+                pool_size: 1,
+                schema: Some("flotilla_settings_check".into()),
+                migrate: false,
+                wakeups: false,
+                ..PgOptions::default()
+            };
+            let store = PgStore::connect(&url, options).await.expect(&url);
+            assert_eq!(setting(&store, "application_name").await, "flotilla-url");
+            assert_eq!(setting(&store, "lock_timeout").await, "4321ms");
+            assert_eq!(setting(&store, "statement_timeout").await, "1234ms");
+            assert_eq!(
+                setting(&store, "search_path").await,
+                "flotilla_settings_check"
+            );
+        }
+        let err = PgStore::connect(
+            &format!("{base}{sep}no_such_setting=1"),
+            PgOptions::default(),
+        )
+        .await
+        .expect_err("an unknown setting");
+        assert_eq!(
+            err.code(),
+            flotilla_core::ErrorCode::InvalidArgument,
+            "{err}"
+        );
     }
 
     #[test]

@@ -192,3 +192,21 @@ async fn session(
     };
     (listened, error)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::channel;
+
+    #[test]
+    fn channels_are_per_schema_and_fit() {
+        assert_eq!(channel(None), "flotilla_public");
+        assert_eq!(channel(Some("tenant_a")), "flotilla_tenant_a");
+        let long_a = format!("{}a", "x".repeat(62));
+        let long_b = format!("{}b", "x".repeat(62));
+        for c in [channel(Some(&long_a)), channel(Some(&long_b))] {
+            assert!(c.len() <= 63, "{c}");
+        }
+        assert_ne!(channel(Some(&long_a)), channel(Some(&long_b)));
+        assert_eq!(channel(Some(&long_a)), channel(Some(&long_a)));
+    }
+}
