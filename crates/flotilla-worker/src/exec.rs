@@ -4,9 +4,13 @@
 //! as JSON on stdin and `FLOTILLA_JOB_ID`, `FLOTILLA_JOB_KIND`, `FLOTILLA_JOB_QUEUE`,
 //! `FLOTILLA_JOB_ATTEMPT` and `FLOTILLA_WORKER_ID` in its environment. Its stdout is the
 //! result (JSON when it parses, else a JSON string; `null` when empty). A non-zero exit is
-//! a retryable failure with the tail of stderr; death by a signal (the OOM killer's
-//! SIGKILL, say) fails the job at once with "killed by signal N". On cancellation, timeout
-//! or shutdown the whole process group is killed.
+//! a retryable failure with the tail of stderr, except exit status 65 ([`EXIT_FATAL`],
+//! `EX_DATAERR` of sysexits.h: the input is bad), which fails the job without retries;
+//! death by a signal (the OOM killer's SIGKILL, say) fails the job at once with "killed by
+//! signal N". On cancellation, timeout or shutdown the whole process group gets SIGTERM,
+//! and SIGKILL [`TERM_GRACE`] later if it is still there. The worker's own token
+//! (`FLOTILLA_TOKEN`) is not passed on: a command has no business calling the server as
+//! the worker.
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
@@ -18,6 +22,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
 use crate::{Handler, HandlerFuture, JobContext, JobError};
+
+/// The exit status that marks a failure as not worth retrying (`EX_DATAERR`).
+pub const EXIT_FATAL: i32 = 65;
+/// How long a stopped command's process group has between SIGTERM and SIGKILL.
+pub const TERM_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How much of stderr a failure keeps: its last 2 KiB.
 pub const STDERR_TAIL_BYTES: usize = 2048;
@@ -55,6 +64,7 @@ impl ExecHandler {
             .env("FLOTILLA_JOB_QUEUE", &job.queue)
             .env("FLOTILLA_JOB_ATTEMPT", job.attempt.to_string())
             .env("FLOTILLA_WORKER_ID", ctx.worker_id())
+            .env_remove("FLOTILLA_TOKEN")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -82,14 +92,22 @@ impl ExecHandler {
             );
             (out, err, status)
         };
+        // The command keeps its pipes while it stops: one that writes as it handles
+        // SIGTERM must not die of SIGPIPE instead.
+        let mut run = std::pin::pin!(run);
         let ended = tokio::select! {
-            ended = run => Some(ended),
+            ended = &mut run => Some(ended),
             () = ctx.cancelled() => None,
         };
         let Some((stdout, stderr, status)) = ended else {
+            group.signal(Signal::TERM);
+            if tokio::time::timeout(TERM_GRACE, &mut run).await.is_err() {
+                group.kill();
+                let _ = run.await;
+            }
+            // Children the command left behind go too.
             group.kill();
-            let _ = child.wait().await;
-            return Err(JobError::retryable("cancelled: the command was killed"));
+            return Err(JobError::retryable("cancelled: the command was stopped"));
         };
         group.0 = None;
         let status =
@@ -119,9 +137,12 @@ fn outcome(status: ExitStatus, stdout: Option<Vec<u8>>, stderr: &[u8]) -> Result
     }
     if !status.success() {
         let code = status.code().unwrap_or(-1);
-        return Err(JobError::retryable(with_stderr(format!(
-            "exited with status {code}"
-        ))));
+        let error = with_stderr(format!("exited with status {code}"));
+        return Err(if code == EXIT_FATAL {
+            JobError::fatal(error)
+        } else {
+            JobError::retryable(error)
+        });
     }
     let Some(stdout) = stdout else {
         return Err(JobError::fatal(format!(
@@ -177,12 +198,18 @@ async fn read_tail(pipe: Option<impl AsyncRead + Unpin>, keep: usize) -> Vec<u8>
 struct GroupGuard(Option<u32>);
 
 impl GroupGuard {
-    fn kill(&mut self) {
-        let pid = self.0.take().and_then(|p| i32::try_from(p).ok());
+    /// Sends `signal` to the group (which may be gone already: nothing to do then).
+    fn signal(&self, signal: Signal) {
+        let pid = self.0.and_then(|p| i32::try_from(p).ok());
         if let Some(pid) = pid.and_then(Pid::from_raw) {
-            // The group may be gone already; nothing to do then.
-            let _ = kill_process_group(pid, Signal::KILL);
+            let _ = kill_process_group(pid, signal);
         }
+    }
+
+    /// Kills the group and forgets it.
+    fn kill(&mut self) {
+        self.signal(Signal::KILL);
+        self.0 = None;
     }
 }
 
@@ -273,7 +300,7 @@ mod tests {
         // What the runtime does on a timeout, a cancel or a hard shutdown.
         ctx.cancellation_token().cancel();
         let err = running.await.unwrap().unwrap_err();
-        assert_eq!(err.message(), "cancelled: the command was killed");
+        assert_eq!(err.message(), "cancelled: the command was stopped");
         let mut rest = Vec::new();
         let ended = tokio::time::timeout(Duration::from_secs(10), fifo.read_to_end(&mut rest));
         assert_eq!(
@@ -283,5 +310,46 @@ mod tests {
                 .unwrap(),
             0
         );
+    }
+
+    #[tokio::test]
+    async fn a_stopped_command_gets_sigterm_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("terminated");
+        let fifo = dir.path().join("fifo");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let cmd = format!(
+            "trap 'echo bye > \"{}\"; exit 0' TERM; echo started > '{}'; while :; do sleep 0.05; done",
+            marker.display(),
+            fifo.display()
+        );
+        let ctx = JobContext::new(job("exec", json!({})), "w1");
+        let running = tokio::spawn(ExecHandler::new(cmd).call(ctx.clone()));
+        let mut fifo = tokio::io::BufReader::new(tokio::fs::File::open(&fifo).await.unwrap());
+        let mut line = String::new();
+        tokio::io::AsyncBufReadExt::read_line(&mut fifo, &mut line)
+            .await
+            .unwrap();
+        ctx.cancellation_token().cancel();
+        let err = running.await.unwrap().unwrap_err();
+        assert_eq!(err.message(), "cancelled: the command was stopped");
+        assert_eq!(std::fs::read_to_string(&marker).unwrap(), "bye\n");
+    }
+
+    #[tokio::test]
+    async fn exit_65_is_not_retried() {
+        let err = run("echo 'bad input' >&2; exit 65", json!({}))
+            .await
+            .unwrap_err();
+        assert!(!err.is_retryable());
+        assert_eq!(err.message(), "exited with status 65: bad input");
+        let err = run("exit 3", json!({})).await.unwrap_err();
+        assert!(err.is_retryable());
     }
 }

@@ -1,7 +1,7 @@
 //! Tokens never reach the log, even at the most verbose level, whether they are right,
 //! wrong, or sent to a route the role may not use.
 
-use crate::support::{ServerProcess, config};
+use crate::support::{ServerProcess, WorkerProcess, config, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_token_appears_in_any_log_line() {
@@ -39,4 +39,55 @@ async fn no_token_appears_in_any_log_line() {
     for secret in [admin, producer, wrong] {
         assert!(!log.contains(secret), "a token appears in the log");
     }
+}
+
+/// A command run by `flotilla worker --exec` does not inherit the worker's token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_commands_do_not_get_the_worker_token() {
+    let admin = "admin-token-for-the-exec-test-0001";
+    let worker = "worker-token-for-the-exec-test-0002";
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "[[tokens]]\nrole = \"admin\"\ntoken = \"{admin}\"\n\n[[tokens]]\nrole = \"worker\"\ntoken = \"{worker}\"\n\n[[queues]]\nname = \"q\"\n"
+    );
+    let config = config(dir.path(), &toml);
+    let server = ServerProcess::start_with(dir.path(), &["--config", &config], "http");
+    let _worker = WorkerProcess::start_env(
+        &server.url,
+        &[
+            "--queues",
+            "q",
+            "--exec",
+            "echo \"[${FLOTILLA_TOKEN:-none}]\"",
+        ],
+        &[("FLOTILLA_TOKEN", worker)],
+    );
+    let client = reqwest::Client::new();
+    let job: serde_json::Value = client
+        .post(format!("{}/v1/jobs", server.url))
+        .bearer_auth(admin)
+        .json(&serde_json::json!({"queue": "q", "kind": "k"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = format!("{}/v1/jobs/{}", server.url, job["id"]);
+    let fetch = || async {
+        client
+            .get(&url)
+            .bearer_auth(admin)
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    };
+    eventually("the job to succeed", || async {
+        fetch().await["state"] == "succeeded"
+    })
+    .await;
+    assert_eq!(fetch().await["result"], "[none]");
 }

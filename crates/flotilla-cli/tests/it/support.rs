@@ -123,9 +123,15 @@ pub(crate) struct WorkerProcess {
 impl WorkerProcess {
     /// Starts `flotilla worker --url URL` with `args`.
     pub(crate) fn start(url: &str, args: &[&str]) -> Self {
+        Self::start_env(url, args, &[])
+    }
+
+    /// Like [`WorkerProcess::start`], with more environment variables.
+    pub(crate) fn start_env(url: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
             .args(["worker", "--url", url])
             .args(args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info,flotilla_worker=debug")
             .stderr(Stdio::piped())
             .spawn()
