@@ -69,7 +69,7 @@ pub use builder::{
     BuildError, DEFAULT_CANCEL_GRACE, DEFAULT_SHUTDOWN_GRACE, DEFAULT_STATUS_INTERVAL,
     MAX_POLL_WAIT, WorkerBuilder,
 };
-pub use exec::{ExecHandler, MAX_STDOUT_BYTES, STDERR_TAIL_BYTES};
+pub use exec::{EXIT_FATAL, ExecHandler, MAX_STDOUT_BYTES, STDERR_TAIL_BYTES, TERM_GRACE};
 pub use flotilla_proto::WorkerHealth;
 pub use handler::{Handler, HandlerFuture, JobContext, JobError};
 pub use health::HealthRules;
