@@ -1,7 +1,7 @@
-//! Admin routes: queues (stats, pause, resume), workers, dead letters.
+//! Admin routes: queues (stats, settings, pause, resume), workers, dead letters.
 
 use axum::extract::State;
-use flotilla_core::JobState;
+use flotilla_core::{ErrorCode, JobState, QueueConfig};
 use flotilla_proto::{
     CountResponse, DeadRequest, ErrorBody, JobListQuery, JobPage, QueueView, WorkerView,
 };
@@ -61,6 +61,41 @@ pub(crate) async fn queue(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<axum::Json<QueueView>, ApiError> {
+    one(&s, name).await
+}
+
+/// Creates a queue or replaces its settings (its jobs are untouched). `paused` in the body
+/// only applies to a new queue; an existing one keeps its state (use pause and resume). A
+/// queue named in the server's `flotilla.toml` gets the file's settings again at the next
+/// start.
+#[utoipa::path(put, path = "/v1/queues/{name}", tag = "admin", params(("name" = String, Path, description = "Queue")),
+    request_body = QueueConfig,
+    responses((status = 200, body = QueueView), (status = "4XX", body = ErrorBody)))]
+pub(crate) async fn configure(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Json(mut config): Json<QueueConfig>,
+) -> Result<axum::Json<QueueView>, ApiError> {
+    if config.name != name {
+        return Err(ApiError::new(
+            ErrorCode::InvalidArgument,
+            format!(
+                "name: the body names queue {:?} but the path {name:?}",
+                config.name
+            ),
+        ));
+    }
+    config.validate()?;
+    if let Ok(stored) = s.engine.store.queue_get(&name).await {
+        config.paused = stored.paused;
+    }
+    let limited = config.concurrency.is_some()
+        || config.group_concurrency.is_some()
+        || config.rate_limit.is_some();
+    s.engine.store.queue_upsert(config).await?;
+    s.engine.broker.set_limited(&name, limited);
+    // Looser limits may let waiting workers take jobs now.
+    s.engine.broker.wake(&name);
     one(&s, name).await
 }
 

@@ -121,7 +121,10 @@ pub fn router(engine: Engine, auth: Auth, limits: Limits) -> Router {
         )
         .route("/v1/ack:batch", post(workers::ack_batch.layer(worker)))
         .route("/v1/queues", get(admin::queues.layer(admin.clone())))
-        .route("/v1/queues/{name}", get(admin::queue.layer(admin.clone())))
+        .route(
+            "/v1/queues/{name}",
+            get(admin::queue.layer(admin.clone())).put(admin::configure.layer(admin.clone())),
+        )
         .route(
             "/v1/queues/{name}/pause",
             post(admin::pause.layer(admin.clone())),

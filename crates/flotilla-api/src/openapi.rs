@@ -13,7 +13,7 @@ use crate::{admin, jobs, workers};
         jobs::enqueue, jobs::enqueue_batch, jobs::get, jobs::list, jobs::cancel, jobs::retry,
         workers::register, workers::status, workers::poll, workers::heartbeat, workers::complete, workers::fail,
         workers::ack_batch,
-        admin::queues, admin::queue, admin::pause, admin::resume, admin::workers, admin::dead, admin::replay,
+        admin::queues, admin::queue, admin::configure, admin::pause, admin::resume, admin::workers, admin::dead, admin::replay,
         admin::purge,
     ),
     modifiers(&BearerAuth),

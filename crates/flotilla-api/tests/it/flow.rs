@@ -164,3 +164,40 @@ async fn queues_are_served_in_strict_order_and_metrics_show_them() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_settings_change_over_the_api() {
+    let server = spawn(&["default"]).await;
+    let url = &server.url;
+    let put = |body: serde_json::Value| {
+        call("PUT", format!("{url}/v1/queues/default"), Some(body), None)
+    };
+    let (status, view) = put(json!({"name": "default", "concurrency": 1, "lease": "10s"})).await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(
+        (view["config"]["concurrency"].clone(), view["config"]["lease"].clone()),
+        (json!(1), json!("10s"))
+    );
+    for (body, code) in [
+        (json!({"name": "other", "concurrency": 1}), "invalid_argument"),
+        (json!({"name": "default", "speed": 3}), "malformed_request"),
+        (json!({"name": "default", "concurrency": "many"}), "malformed_request"),
+    ] {
+        let (status, err) = put(body.clone()).await;
+        assert_eq!((status, err["error"]["code"].as_str()), (400, Some(code)), "{body}");
+    }
+
+    // The limit holds: two jobs waiting, one handed out.
+    let worker = register(url, &["default"]).await;
+    for _ in 0..2 {
+        let job = json!({"queue": "default", "kind": "k"});
+        call("POST", format!("{url}/v1/jobs"), Some(job), None).await;
+    }
+    let poll = json!({"worker_id": worker, "queues": ["default"], "max_jobs": 10, "wait_ms": 0});
+    let (_, polled) = call("POST", format!("{url}/v1/poll"), Some(poll.clone()), None).await;
+    assert_eq!(polled["jobs"].as_array().unwrap().len(), 1, "{polled}");
+    let (status, _) = put(json!({"name": "default"})).await;
+    assert_eq!(status, 200);
+    let (_, polled) = call("POST", format!("{url}/v1/poll"), Some(poll), None).await;
+    assert_eq!(polled["jobs"].as_array().unwrap().len(), 1, "{polled}");
+}
