@@ -330,3 +330,63 @@ async fn dropping_the_store_stops_listening() {
     .await
     .expect("the listening connection closes");
 }
+
+/// Not a check but a measurement: 8 tasks each enqueue single jobs for 5 s under full
+/// durability, with wakeups off and on (twice each, alternating). Run it with
+/// `cargo nextest run -p flotilla-store-postgres --run-ignored only --no-capture enqueue_rate`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement (20 s), not a check"]
+async fn enqueue_rate_with_and_without_wakeups() {
+    const TASKS: usize = 8;
+    const FOR: Duration = Duration::from_secs(5);
+    let schema = fresh_schema();
+    let _guard = SchemaGuard {
+        schema: schema.clone(),
+    };
+    for wakeups in [false, true, false, true] {
+        let store = std::sync::Arc::new(
+            PgStore::connect(
+                &url(),
+                PgOptions {
+                    pool_size: TASKS,
+                    wakeups,
+                    ..options(&schema, true)
+                },
+            )
+            .await
+            .expect("connect"),
+        );
+        store
+            .queue_upsert(QueueConfig::new("q"))
+            .await
+            .expect("queue");
+        let clock = flotilla_core::ManualClock::at_epoch();
+        let start = std::time::Instant::now();
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|_| {
+                let store = store.clone();
+                let now = clock.now();
+                tokio::spawn(async move {
+                    let mut n = 0u64;
+                    while start.elapsed() < FOR {
+                        store
+                            .job_insert_many(flotilla_store::JobInsertManyParams {
+                                jobs: vec![job("q", "k")],
+                                now,
+                            })
+                            .await
+                            .expect("insert");
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        let mut total = 0;
+        for t in tasks {
+            total += t.await.expect("task");
+        }
+        let rate = total as f64 / start.elapsed().as_secs_f64();
+        println!("wakeups {wakeups:5}: {rate:6.0} single-job enqueues/s ({TASKS} tasks)");
+    }
+}
