@@ -208,6 +208,58 @@ async fn replays_and_run_again_wake() {
     assert_eq!(next(&mut rx).await, "q");
 }
 
+/// Changing an existing queue, a claim's inline promotion, a reaped lease retried at once,
+/// a cron tick and an import each announce their queue; creating a queue does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_claims_reaps_cron_and_imports_wake() {
+    let config = QueueConfig {
+        retry: limited(5, Duration::ZERO),
+        ..QueueConfig::new("q")
+    };
+    let (h, mut rx) = setup(config.clone()).await;
+    h.store.queue_upsert(config).await.expect("change q");
+    assert_eq!(next(&mut rx).await, "q");
+    queue(&h, "new").await;
+    nothing_announced(&h, &mut rx).await;
+
+    insert_n(&h, "q", 2).await;
+    insert(&h, job("q", "later").delay(secs(60))).await;
+    assert_eq!(claim(&h, &["q"], 2).await.len(), 2);
+    settle(&*h.store, &h, &mut rx).await;
+    h.clock.advance(secs(61));
+    assert_eq!(claim(&h, &["q"], 1).await.len(), 1);
+    assert_eq!(next(&mut rx).await, "q", "the claim promoted a job");
+
+    settle(&*h.store, &h, &mut rx).await;
+    h.clock.advance(secs(3600));
+    let report = reap(&h).await;
+    assert_eq!(report.retried, 3, "{report:?}");
+    assert_eq!(next(&mut rx).await, "q");
+
+    let spec = flotilla_core::CronSpec::parse("* * * * *").expect("spec");
+    let schedule =
+        flotilla_core::CronSchedule::new("tick", spec, "q", "tick", serde_json::json!({}));
+    h.store
+        .cron_upsert(schedule, h.clock.now())
+        .await
+        .expect("cron");
+    settle(&*h.store, &h, &mut rx).await;
+    h.clock.advance(secs(60));
+    let fired = h.store.cron_fire_due(maintenance(&h)).await.expect("fire");
+    assert_eq!(fired.fired.len(), 1);
+    assert_eq!(next(&mut rx).await, "q");
+
+    let mut copy = jobs_in(&h, "q")
+        .await
+        .into_iter()
+        .find(|j| j.state == JobState::Available && j.unique_key.is_none())
+        .expect("an available job");
+    copy.id = flotilla_core::JobId(1_000_000);
+    settle(&*h.store, &h, &mut rx).await;
+    assert_eq!(h.store.job_import(vec![copy]).await.expect("import"), 1);
+    assert_eq!(next(&mut rx).await, "q");
+}
+
 /// A finished job frees a slot only in a queue with a concurrency or group limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_freed_slot_of_a_limited_queue_wakes() {
