@@ -28,9 +28,10 @@ use flotilla_store::{
 };
 
 use crate::PgStore;
-use crate::counts::COUNTS;
+use crate::counts::{COUNTS, WOKEN};
 use crate::error::PgError;
 use crate::row::{get, json, plus_ms, state, state_col};
+use crate::wakeup::Woken;
 
 /// The longest error text kept per attempt; longer texts are cut.
 const MAX_ERROR_BYTES: usize = 8 * 1024;
@@ -167,10 +168,13 @@ pub(crate) async fn complete_many(
                        0 AS lease_expired
                 FROM done
             ){COUNTS}
-            SELECT id, token FROM done"
+            SELECT id, token, {WOKEN} FROM done"
         ))
         .await?;
     let rows = c.query(&stmt, &[&ids, &tokens, &results, &p.now]).await?;
+    let mut woken = Woken::default();
+    woken.read(&rows, 2)?;
+    woken.send(&c).await;
     let mut done = HashMap::with_capacity(rows.len());
     for r in &rows {
         done.insert((get::<i64>(r, 0)?, get::<i64>(r, 1)?), ());
@@ -217,10 +221,13 @@ pub(crate) async fn release(
                        (state = 4)::int AS cancelled, 0 AS lease_expired
                 FROM released
             ){COUNTS}
-            SELECT id, token, state FROM released"
+            SELECT id, token, state, {WOKEN} FROM released"
         ))
         .await?;
     let rows = c.query(&stmt, &[&ids, &tokens, &p.now]).await?;
+    let mut woken = Woken::default();
+    woken.read(&rows, 3)?;
+    woken.send(&c).await;
     let mut done = HashMap::with_capacity(rows.len());
     for r in &rows {
         done.insert((get::<i64>(r, 0)?, get::<i64>(r, 1)?), state(get(r, 2)?)?);
@@ -341,13 +348,15 @@ impl Failures {
     }
 }
 
-/// Writes decided failures (of jobs this transaction has locked), with their counts.
-/// `lease_expired` marks them as lost leases for the counters.
+/// Writes decided failures (of jobs this transaction has locked), with their counts, and
+/// adds the queues to wake to `woken`. `lease_expired` marks them as lost leases for the
+/// counters.
 pub(crate) async fn write_failures<C: GenericClient>(
     c: &C,
     f: &Failures,
     now: Timestamp,
     lease_expired: bool,
+    woken: &mut Woken,
 ) -> Result<(), PgError> {
     if f.is_empty() {
         return Ok(());
@@ -374,7 +383,7 @@ pub(crate) async fn write_failures<C: GenericClient>(
                        $6::int AS lease_expired
                 FROM failed
             ){COUNTS}
-            SELECT count(*) FROM failed"
+            SELECT count(*), {WOKEN} FROM failed"
         ))
         .await?;
     let expired = i32::from(lease_expired);
@@ -384,6 +393,7 @@ pub(crate) async fn write_failures<C: GenericClient>(
             &[&f.ids, &f.states, &f.run_at, &f.entries, &now, &expired],
         )
         .await?;
+    woken.read(std::slice::from_ref(&row), 1)?;
     let written: i64 = get(&row, 0)?;
     if written != crate::row::big(f.ids.len()) {
         return Err(PgError::Decode(format!(
@@ -429,10 +439,12 @@ pub(crate) async fn fail_many(
             accepted.insert((f.job_id.0, f.token.0), to);
         }
     }
-    write_failures(&tx, &failures, p.now, false).await?;
+    let mut woken = Woken::default();
+    write_failures(&tx, &failures, p.now, false, &mut woken).await?;
     let items: Vec<(JobId, LeaseToken)> = p.failures.iter().map(|f| (f.job_id, f.token)).collect();
     let results = answer(&tx, &items, accepted).await?;
     tx.commit().await?;
+    woken.send(&c).await;
     Ok(results)
 }
 

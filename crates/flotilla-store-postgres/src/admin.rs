@@ -9,9 +9,10 @@ use flotilla_core::{Event, Job, JobId, JobState, QueueConfig, transition};
 use flotilla_store::{DeadParams, JobCancelParams, JobRetryParams, StoreError};
 
 use crate::PgStore;
-use crate::counts::{COUNTS, NO_COUNTERS};
+use crate::counts::{COUNTS, NO_COUNTERS, WOKEN};
 use crate::error::PgError;
 use crate::row::{JOB_COLUMNS, count, get, job_from_row, json, state, state_col};
+use crate::wakeup::Woken;
 
 /// The default batch of a dead-letter action without a limit.
 const DEFAULT_DEAD_LIMIT: u32 = 1000;
@@ -82,36 +83,30 @@ pub(crate) async fn queue_upsert(s: &PgStore, config: &QueueConfig) -> Result<()
             .await?;
         tx.execute(&stmt, &[&config.name]).await?;
     }
+    tx.commit().await?;
     if existed && !config.paused {
         // Resumed, or a limit raised: waiting jobs may be claimable now.
-        let stmt = tx.prepare_cached(WAKE_ONE).await?;
-        tx.query(&stmt, &[&config.name]).await?;
+        let mut woken = Woken::default();
+        woken.add(&config.name);
+        woken.send(&c).await;
     }
-    tx.commit().await?;
     Ok(())
 }
-
-/// Announces queue `$1` (see `wakeup`), when this store announces.
-const WAKE_ONE: &str = "SELECT pg_notify(current_setting('flotilla.notify'), $1::text)
-     WHERE coalesce(current_setting('flotilla.notify', true), '') <> ''";
 
 /// See `Store::queue_set_paused`: the `paused` column is the truth (the stored settings
 /// are read back with it). Resuming announces the queue (see `wakeup`).
 pub(crate) async fn queue_set_paused(s: &PgStore, name: &str, paused: bool) -> Result<(), PgError> {
     let c = s.client().await?;
     let stmt = c
-        .prepare_cached(
-            "WITH up AS (UPDATE queues SET paused = $2 WHERE name = $1 RETURNING name, paused),
-             wake AS (
-                SELECT pg_notify(current_setting('flotilla.notify'), name) FROM up
-                WHERE NOT paused AND coalesce(current_setting('flotilla.notify', true), '') <> ''
-             )
-             SELECT (SELECT count(*) FROM up), (SELECT count(*) FROM wake)",
-        )
+        .prepare_cached("UPDATE queues SET paused = $2 WHERE name = $1")
         .await?;
-    let row = c.query_one(&stmt, &[&name, &paused]).await?;
-    if get::<i64>(&row, 0)? == 0 {
+    if c.execute(&stmt, &[&name, &paused]).await? == 0 {
         return Err(StoreError::QueueNotFound(name.to_owned()).into());
+    }
+    if !paused {
+        let mut woken = Woken::default();
+        woken.add(name);
+        woken.send(&c).await;
     }
     Ok(())
 }
@@ -184,12 +179,13 @@ pub(crate) async fn cancel(s: &PgStore, p: &JobCancelParams) -> Result<Job, PgEr
 
 /// Replays the locked dead or cancelled jobs `ids` (each in state `from`): back to
 /// `available` now with attempts reset and error history kept; in a grouped queue a job
-/// without a key joins the group "". Returns how many.
+/// without a key joins the group "". Returns how many, and adds their queues to `woken`.
 async fn replay<C: GenericClient>(
     c: &C,
     ids: &[i64],
     from: &[i16],
     now: flotilla_core::Timestamp,
+    woken: &mut Woken,
 ) -> Result<u64, PgError> {
     let stmt = c
         .prepare_cached(&format!(
@@ -211,10 +207,11 @@ async fn replay<C: GenericClient>(
                 SELECT queue, group_key, from_state, 1::smallint AS to_state, {NO_COUNTERS}
                 FROM replayed
             ){COUNTS}
-            SELECT count(*) FROM replayed"
+            SELECT count(*), {WOKEN} FROM replayed"
         ))
         .await?;
     let row = c.query_one(&stmt, &[&ids, &from, &now]).await?;
+    woken.read(std::slice::from_ref(&row), 1)?;
     Ok(count(get(&row, 0)?))
 }
 
@@ -229,6 +226,7 @@ pub(crate) async fn retry(s: &PgStore, p: &JobRetryParams) -> Result<Job, PgErro
         Event::Replay
     };
     transition(found.state, event)?;
+    let mut woken = Woken::default();
     if event == Event::Promote {
         let stmt = tx
             .prepare_cached(&format!(
@@ -241,15 +239,18 @@ pub(crate) async fn retry(s: &PgStore, p: &JobRetryParams) -> Result<Job, PgErro
                            {NO_COUNTERS}
                     FROM promoted
                 ){COUNTS}
-                SELECT count(*) FROM promoted"
+                SELECT count(*), {WOKEN} FROM promoted"
             ))
             .await?;
-        tx.query_one(&stmt, &[&p.job_id.0, &p.now]).await?;
+        let row = tx.query_one(&stmt, &[&p.job_id.0, &p.now]).await?;
+        woken.read(std::slice::from_ref(&row), 1)?;
     } else {
-        replay(&tx, &[p.job_id.0], &[state_col(found.state)], p.now).await?;
+        let from = [state_col(found.state)];
+        replay(&tx, &[p.job_id.0], &from, p.now, &mut woken).await?;
     }
     let job = read_job(&tx, p.job_id).await?;
     tx.commit().await?;
+    woken.send(&c).await;
     Ok(job)
 }
 
@@ -301,13 +302,15 @@ pub(crate) async fn dead_replay(s: &PgStore, p: &DeadParams) -> Result<u64, PgEr
     let mut c = s.client().await?;
     let tx = c.transaction().await?;
     let ids = dead_jobs(&tx, p).await?;
+    let mut woken = Woken::default();
     let n = if ids.is_empty() {
         0
     } else {
         let from = vec![state_col(JobState::Dead); ids.len()];
-        replay(&tx, &ids, &from, p.now).await?
+        replay(&tx, &ids, &from, p.now, &mut woken).await?
     };
     tx.commit().await?;
+    woken.send(&c).await;
     Ok(n)
 }
 

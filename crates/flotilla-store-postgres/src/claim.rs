@@ -31,6 +31,7 @@ use crate::counts::{COUNTS, NO_COUNTERS};
 use crate::error::{PgError, storable};
 use crate::maintenance::promote_queue;
 use crate::row::{JOB_COLUMN_COUNT, JOB_COLUMNS_J, big, get, job_from_row, plus_ms};
+use crate::wakeup::Woken;
 use crate::{PgStore, retrying};
 
 /// Promotions done inline by a claim, per queue; the rest waits for the promoter.
@@ -171,7 +172,8 @@ fn queue_ms(config: &QueueConfig) -> (i64, Option<i64>) {
     (ms(config.lease), config.timeout.map(ms))
 }
 
-/// An ordinary queue: promote, then one claiming statement, each committing on its own.
+/// An ordinary queue: promote, then one claiming statement, each committing on its own;
+/// then the promotion is announced (the claim may leave some of the jobs).
 async fn claim_plain(
     s: &PgStore,
     info: &QueueInfo,
@@ -180,18 +182,24 @@ async fn claim_plain(
 ) -> Result<Vec<Job>, PgError> {
     let c = s.client().await?;
     let name = info.config.name.as_str();
+    let mut woken = Woken::default();
     if info.n_scheduled > 0 {
-        promote_queue(&c, name, p.now, PROMOTE_PER_CLAIM).await?;
+        promote_queue(&c, name, p.now, PROMOTE_PER_CLAIM, &mut woken).await?;
     }
-    let stmt = c.prepare_cached(&claim_sql(PICK_IN_ORDER)).await?;
-    let (lease, timeout) = queue_ms(&info.config);
-    let rows = c
-        .query(
-            &stmt,
-            &[&name, &p.worker_id, &p.now, &lease, &timeout, &big(want)],
-        )
-        .await?;
-    leased(&rows, &info.config)
+    let claimed = async {
+        let stmt = c.prepare_cached(&claim_sql(PICK_IN_ORDER)).await?;
+        let (lease, timeout) = queue_ms(&info.config);
+        let rows = c
+            .query(
+                &stmt,
+                &[&name, &p.worker_id, &p.now, &lease, &timeout, &big(want)],
+            )
+            .await?;
+        leased(&rows, &info.config)
+    };
+    let claimed = claimed.await;
+    woken.send(&c).await;
+    claimed
 }
 
 /// A queue's rate-limit token bucket: `rate` tokens per second, holding at most `rate`.
@@ -250,8 +258,9 @@ async fn claim_limited(
         tx.commit().await?;
         return Ok(Vec::new());
     }
+    let mut woken = Woken::default();
     if scheduled > 0 {
-        promote_queue(&tx, name, p.now, PROMOTE_PER_CLAIM).await?;
+        promote_queue(&tx, name, p.now, PROMOTE_PER_CLAIM, &mut woken).await?;
     }
     let mut allowed = want;
     if let Some(max) = config.concurrency {
@@ -263,6 +272,7 @@ async fn claim_limited(
     }
     if allowed == 0 {
         tx.commit().await?;
+        woken.send(&c).await;
         return Ok(Vec::new());
     }
     let (jobs, group_seq) = if config.claims_by_group() {
@@ -291,6 +301,7 @@ async fn claim_limited(
     tx.execute(&stmt, &[&name, &tokens, &at, &group_seq])
         .await?;
     tx.commit().await?;
+    woken.send(&c).await;
     Ok(jobs)
 }
 

@@ -22,14 +22,17 @@
 //! only locked by claims on limited queues (first, and they then only skip locked jobs)
 //! and by `queue_upsert`.
 
-/// The tail of a statement that has a `moved` CTE: the wakeups (see `wakeup`), then the
-/// count and counter updates. It starts with a comma, to follow the statement's other
-/// CTEs. `wake` is a plain `SELECT`, which PostgreSQL runs only if something reads it:
-/// `counted`, a data-modifying CTE (always run to completion), reads it whenever `moved`
-/// has rows, which is whenever there is anything to announce.
+/// The tail of a statement that has a `moved` CTE: the queues to wake (see `wakeup`), then
+/// the count and counter updates. It starts with a comma, to follow the statement's other
+/// CTEs. `wake` names each queue the statement made claimable: a job of it became
+/// available, or a job left `running` in a queue with a concurrency or group-concurrency
+/// limit (a slot was freed); none when the connection does not announce (`flotilla.notify`
+/// unset). It is a plain `SELECT`, run only if something reads it: a statement that can
+/// make jobs claimable selects [`WOKEN`], and its caller announces those queues after the
+/// commit (`wakeup::Woken`); the others (claims, cancels, deletes) pay nothing for it.
 pub(crate) const COUNTS: &str = ",
 wake AS (
-    SELECT pg_notify(current_setting('flotilla.notify'), m.queue)
+    SELECT m.queue
     FROM (
         SELECT queue, bool_or(to_state = 1) AS ready FROM moved
         WHERE (to_state = 1 OR from_state = 2)
@@ -53,7 +56,7 @@ counted AS (
         count(*) FILTER (WHERE to_state = 5) - count(*) FILTER (WHERE from_state = 5),
         sum(enq), sum(succ), sum(failed), sum(retried), sum(dead), sum(cancelled),
         sum(lease_expired)
-    FROM moved, (SELECT count(*) FROM wake) AS woken GROUP BY queue ORDER BY queue
+    FROM moved GROUP BY queue ORDER BY queue
     ON CONFLICT (queue, shard) DO UPDATE SET
         n_scheduled = q.n_scheduled + excluded.n_scheduled,
         n_available = q.n_available + excluded.n_available,
@@ -85,6 +88,11 @@ grouped_counts AS (
         available = g.available + excluded.available, running = g.running + excluded.running
     RETURNING 1
 )";
+
+/// The queues to wake, as a result column (`text[]`, `NULL` for none) of a statement ending
+/// in [`COUNTS`]; read with `wakeup::Woken::read`. Every row of the result carries the
+/// same list.
+pub(crate) const WOKEN: &str = "(SELECT array_agg(w.queue) FROM wake w)";
 
 /// The counter columns of a `moved` row that changes no throughput counter.
 pub(crate) const NO_COUNTERS: &str = "0 AS enq, 0 AS succ, 0 AS failed, 0 AS retried, 0 AS dead, \

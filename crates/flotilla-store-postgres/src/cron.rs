@@ -11,6 +11,7 @@ use flotilla_store::{CronEntry, CronReport, JobInsertManyParams, MaintenancePara
 use crate::PgStore;
 use crate::error::{PgError, storable};
 use crate::row::{get, json};
+use crate::wakeup::Woken;
 
 /// Reads a schedule column.
 pub(crate) fn entry(text: &str, last_fired_at: Timestamp) -> Result<CronEntry, PgError> {
@@ -79,6 +80,7 @@ pub(crate) async fn fire_due(s: &PgStore, p: &MaintenanceParams) -> Result<CronR
         .await?;
     let rows = tx.query(&stmt, &[]).await?;
     let mut report = CronReport::default();
+    let mut woken = Woken::default();
     let mut fires: Vec<(String, Timestamp)> = Vec::new();
     let mut jobs: Vec<NewJob> = Vec::new();
     let (mut names, mut ticks, mut olds) = (Vec::new(), Vec::new(), Vec::new());
@@ -112,7 +114,7 @@ pub(crate) async fn fire_due(s: &PgStore, p: &MaintenanceParams) -> Result<CronR
         // The payload was checked against the store's limit at upsert.
         let prepared =
             crate::insert::prepare(JobInsertManyParams { jobs, now: p.now }, usize::MAX)?;
-        let inserted = crate::insert::insert(&tx, &prepared).await?;
+        let inserted = crate::insert::insert(&tx, &prepared, &mut woken).await?;
         for ((name, tick), job) in fires.into_iter().zip(inserted) {
             if !job.duplicate {
                 report.fired.push((name, tick, job.id));
@@ -130,5 +132,6 @@ pub(crate) async fn fire_due(s: &PgStore, p: &MaintenanceParams) -> Result<CronR
         tx.execute(&stmt, &[&names, &ticks, &olds]).await?;
     }
     tx.commit().await?;
+    woken.send(&c).await;
     Ok(report)
 }

@@ -21,9 +21,10 @@ use flotilla_store::{CronEntry, StoreError, Throughput};
 use tokio_postgres::error::SqlState;
 
 use crate::PgStore;
-use crate::counts::{COUNTS, NO_COUNTERS};
+use crate::counts::{COUNTS, NO_COUNTERS, WOKEN};
 use crate::error::{PgError, storable};
 use crate::row::{big, count, get, json, ms_i64, state_col};
+use crate::wakeup::Woken;
 
 /// Jobs per insert statement.
 const CHUNK: usize = 1000;
@@ -156,15 +157,18 @@ pub(crate) async fn jobs(s: &PgStore, jobs: &[Job]) -> Result<u64, PgError> {
         .await?;
     tx.query_one(&stmt, &[&top_id, &top_token]).await?;
     let mut inserted = 0;
+    let mut woken = Woken::default();
     for cols in &chunks {
-        inserted += insert(&tx, cols).await?;
+        inserted += insert(&tx, cols, &mut woken).await?;
     }
     tx.commit().await?;
+    woken.send(&c).await;
     Ok(inserted)
 }
 
-/// Inserts one chunk; returns how many jobs were new.
-async fn insert<C: GenericClient>(c: &C, b: &Columns) -> Result<u64, PgError> {
+/// Inserts one chunk; returns how many jobs were new, and adds the queues to wake to
+/// `woken`.
+async fn insert<C: GenericClient>(c: &C, b: &Columns, woken: &mut Woken) -> Result<u64, PgError> {
     let mut queues: Vec<&str> = b.queue.iter().map(String::as_str).collect();
     queues.sort_unstable();
     queues.dedup();
@@ -210,7 +214,7 @@ async fn insert<C: GenericClient>(c: &C, b: &Columns) -> Result<u64, PgError> {
             SELECT queue, group_key, NULL::smallint AS from_state, state AS to_state, {NO_COUNTERS}
             FROM ins
         ){COUNTS}
-        SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM q)"
+        SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM q), {WOKEN}"
     );
     let stmt = c.prepare_cached(&sql).await?;
     let row = c
@@ -257,6 +261,7 @@ async fn insert<C: GenericClient>(c: &C, b: &Columns) -> Result<u64, PgError> {
         }
         .into());
     }
+    woken.read(std::slice::from_ref(&row), 2)?;
     Ok(count(get(&row, 0)?))
 }
 

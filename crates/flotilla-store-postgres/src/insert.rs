@@ -14,9 +14,10 @@ use deadpool_postgres::GenericClient;
 use flotilla_core::{JobId, JobState, NewJob, Timestamp, check_payload_size};
 use flotilla_store::{InsertedJob, JobInsertManyParams, StoreError};
 
-use crate::counts::COUNTS;
+use crate::counts::{COUNTS, WOKEN};
 use crate::error::{PgError, storable};
 use crate::row::{big, get, json, ms_i64, state, state_col};
+use crate::wakeup::Woken;
 
 /// How many times a job whose key holder vanished is inserted again before giving up.
 const MAX_INSERT_ROUNDS: usize = 5;
@@ -144,10 +145,12 @@ fn check_storable(job: &NewJob) -> Result<(), PgError> {
 }
 
 /// Inserts a prepared batch through `c` (a transaction when the batch has unique keys),
-/// returning the live duplicates for taken unique keys, in input order.
+/// returning the live duplicates for taken unique keys, in input order. The queues to
+/// wake are added to `woken`.
 pub(crate) async fn insert<C: GenericClient>(
     c: &C,
     batch: &Prepared,
+    woken: &mut Woken,
 ) -> Result<Vec<InsertedJob>, PgError> {
     let mut out: Vec<Option<InsertedJob>> = vec![None; batch.len()];
     if batch.len() == 0 {
@@ -156,9 +159,9 @@ pub(crate) async fn insert<C: GenericClient>(
     let mut pending: Vec<usize> = (0..batch.len()).collect();
     for _ in 0..MAX_INSERT_ROUNDS {
         let inserted = if pending.len() == batch.len() {
-            insert_rows(c, batch).await?
+            insert_rows(c, batch, woken).await?
         } else {
-            insert_rows(c, &batch.subset(&pending)).await?
+            insert_rows(c, &batch.subset(&pending), woken).await?
         };
         // Answers keyed by (queue, unique key): the jobs of this batch first.
         let mut holders: HashMap<(&str, &str), InsertedJob> = HashMap::new();
@@ -219,6 +222,7 @@ pub(crate) async fn insert<C: GenericClient>(
 async fn insert_rows<C: GenericClient>(
     c: &C,
     b: &Prepared,
+    woken: &mut Woken,
 ) -> Result<Vec<Option<InsertedJob>>, PgError> {
     let mut queues: Vec<&str> = b.queue.iter().map(String::as_str).collect();
     queues.sort_unstable();
@@ -260,7 +264,7 @@ async fn insert_rows<C: GenericClient>(
                    0 AS lease_expired
             FROM ins
         ){COUNTS}
-        SELECT ins.id, ins.state, (SELECT count(*) FROM q)
+        SELECT ins.id, ins.state, (SELECT count(*) FROM q), {WOKEN}
         FROM ids LEFT JOIN ins ON ins.id = ids.id ORDER BY ids.ord"
     );
     let stmt = c.prepare_cached(&sql).await?;
@@ -300,6 +304,7 @@ async fn insert_rows<C: GenericClient>(
             b.len()
         )));
     }
+    woken.read(&rows, 3)?;
     rows.iter()
         .map(|r| {
             Ok(match get::<Option<i64>>(r, 0)? {

@@ -109,24 +109,38 @@
 //!   than with a `search_path` parameter. Without it, the server's default search path
 //!   applies (and the lock and channel use the name `public`).
 //! - [`PgOptions::durability`] sets `synchronous_commit`;
-//! - [`PgOptions::wakeups`] sets `flotilla.notify`, the channel the statements notify.
+//! - [`PgOptions::wakeups`] sets `flotilla.notify`, the channel wakeups are announced on.
 //!
 //! # Wakeups (`LISTEN`/`NOTIFY`, see `wakeup`)
-//! Statements that make jobs claimable call `pg_notify('flotilla_<schema>', queue)` in their
-//! own transaction: inserts and imports of available jobs, promotions, failures retried at
-//! once (and reaped leases retried at once), releases, replays and run-again, resuming a
-//! queue or changing an existing one, and any job leaving `running` in a queue with a
-//! concurrency or group-concurrency limit (a slot was freed). One background task per
-//! store holds a dedicated connection running `LISTEN` and forwards the queue names to
-//! [`Store::wakeups`] receivers; it reconnects with backoff and then wakes every queue.
+//! A store call that makes jobs claimable announces the queues concerned with
+//! `pg_notify('flotilla_<schema>', queue)`: inserts and imports of available jobs,
+//! promotions, failures retried at once (and reaped leases retried at once), releases,
+//! replays and run-again, resuming a queue or changing an existing one, and any job leaving
+//! `running` in a queue with a concurrency or group-concurrency limit (a slot was freed).
+//! The writing statements only name those queues (the same statement that changes the
+//! counts decides, see `counts`); the call announces them after its transaction has
+//! committed, in one separate statement on the same connection, outside any transaction.
+//! One background task per store holds a dedicated connection running `LISTEN` and
+//! forwards the queue names to [`Store::wakeups`] receivers; it reconnects with backoff
+//! and then wakes every queue.
 //!
-//! The cost: PostgreSQL serializes the commits of notifying transactions cluster-wide (a
-//! lock taken in `PreCommit_Notify` and held through the commit's WAL flush), so under
-//! full durability concurrent notifying transactions no longer share fsyncs. Measured on
-//! a 2-core test machine with 8 concurrent single-job enqueues: 2,400/s without wakeups,
-//! 470/s with them; with relaxed durability no difference (7,800/s). Batched enqueues pay
-//! it once per batch. [`PgOptions::wakeups`] `= false` turns wakeups off (no `NOTIFY`, no
-//! listener; servers then rely on polling).
+//! Why after the commit rather than inside the transaction: PostgreSQL serializes the
+//! commits of notifying transactions cluster-wide (a lock taken in `PreCommit_Notify` and
+//! held through the commit's WAL flush), so under full durability notifying writes could
+//! not share fsyncs. The announcing statement writes nothing, so it flushes no WAL and
+//! holds the lock only briefly. Measured with 8 concurrent single-job enqueues under full
+//! durability on a shared 2-core machine (`enqueue_rate_with_and_without_wakeups` in
+//! `tests/wakeups.rs`, run back to back): 7,000/s without wakeups, 3,600/s notifying
+//! inside the transaction, 5,200/s announcing after the commit; what remains is the
+//! second statement each such call sends. (An earlier measurement, in other conditions:
+//! 2,400/s without wakeups, 470/s notifying inside the transaction.) Batches pay it once.
+//!
+//! The price: an announcement is not atomic with its change. If the connection fails or
+//! the statement is refused between the commit and the announcement, the call still
+//! succeeds (its change is committed) and the failure is logged (`warn`); a worker waiting
+//! for that queue then finds the jobs at its next poll instead of at once. Servers poll
+//! anyway, so a lost wakeup costs latency, never a job. [`PgOptions::wakeups`] `= false`
+//! turns wakeups off (no `NOTIFY`, no listener; servers then rely on polling).
 //!
 //! # Copying between stores (see `import`)
 //! `job_import` inserts jobs exactly as given, 1,000 per statement, skipping ids that
@@ -197,8 +211,9 @@ pub struct PgOptions {
     /// Whether this store announces claimable work to other servers and listens for their
     /// announcements (`LISTEN`/`NOTIFY`, see [`Store::wakeups`]; on by default). Off, it
     /// sends no `NOTIFY` and opens no listening connection, and `wakeups()` is `None`:
-    /// for a single server, or where PostgreSQL's serialization of notifying commits
-    /// (see the crate documentation) costs more than the polls it saves.
+    /// for a single server, or where the announcing statements (one per store call that
+    /// makes work claimable, see the crate documentation) cost more than the polls they
+    /// save.
     pub wakeups: bool,
 }
 
@@ -420,15 +435,20 @@ impl Store for PgStore {
         if batch.has_unique_keys() {
             run!(async move {
                 let mut c = self.client().await?;
+                let mut woken = wakeup::Woken::default();
                 let tx = c.transaction().await?;
-                let out = insert::insert(&tx, batch).await?;
+                let out = insert::insert(&tx, batch, &mut woken).await?;
                 tx.commit().await?;
+                woken.send(&c).await;
                 Ok(out)
             })
         } else {
             run!(async move {
                 let c = self.client().await?;
-                insert::insert(&c, batch).await
+                let mut woken = wakeup::Woken::default();
+                let out = insert::insert(&c, batch, &mut woken).await?;
+                woken.send(&c).await;
+                Ok(out)
             })
         }
     }

@@ -10,9 +10,10 @@ use flotilla_store::{MaintenanceParams, PromoteReport, ReapReport};
 
 use crate::PgStore;
 use crate::ack::{Failures, RUNNING_COLUMNS, running_job, write_failures};
-use crate::counts::{COUNTS, NO_COUNTERS};
+use crate::counts::{COUNTS, NO_COUNTERS, WOKEN};
 use crate::error::PgError;
 use crate::row::{count, get, state_col};
+use crate::wakeup::Woken;
 
 /// The error recorded when a lease expires.
 pub(crate) const LEASE_EXPIRED: &str = "lease expired: worker lost";
@@ -30,16 +31,18 @@ fn promote_sql(due: &str) -> String {
             SELECT queue, group_key, 0::smallint AS from_state, 1::smallint AS to_state, {NO_COUNTERS}
             FROM promoted
         ){COUNTS}
-        SELECT queue, count(*) FROM promoted GROUP BY queue ORDER BY queue"
+        SELECT queue, count(*), {WOKEN} FROM promoted GROUP BY queue ORDER BY queue"
     )
 }
 
-/// Promotes up to `limit` due scheduled jobs of `queue`; returns how many.
+/// Promotes up to `limit` due scheduled jobs of `queue`; returns how many, and adds the
+/// queue to `woken` if any were (and the connection announces).
 pub(crate) async fn promote_queue<C: GenericClient>(
     c: &C,
     queue: &str,
     now: Timestamp,
     limit: i64,
+    woken: &mut Woken,
 ) -> Result<u64, PgError> {
     let stmt = c
         .prepare_cached(&promote_sql(
@@ -48,6 +51,7 @@ pub(crate) async fn promote_queue<C: GenericClient>(
         ))
         .await?;
     let rows = c.query(&stmt, &[&queue, &now, &limit]).await?;
+    woken.read(&rows, 2)?;
     rows.iter().map(|r| Ok(count(get(r, 1)?))).sum()
 }
 
@@ -70,6 +74,9 @@ pub(crate) async fn promote_due(
         ))
         .await?;
     let rows = c.query(&stmt, &[&p.now, &i64::from(p.limit)]).await?;
+    let mut woken = Woken::default();
+    woken.read(&rows, 2)?;
+    woken.send(&c).await;
     let mut report = PromoteReport::default();
     for r in &rows {
         report.queues.push(get(r, 0)?);
@@ -121,8 +128,10 @@ pub(crate) async fn reap_expired(
             report.queues.push(job.queue.clone());
         }
     }
-    write_failures(&tx, &failures, p.now, true).await?;
+    let mut woken = Woken::default();
+    write_failures(&tx, &failures, p.now, true, &mut woken).await?;
     tx.commit().await?;
+    woken.send(&c).await;
     Ok(report)
 }
 

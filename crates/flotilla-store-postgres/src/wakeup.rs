@@ -2,13 +2,22 @@
 //!
 //! **Sending.** Every connection of the pool carries the store's channel in the session
 //! setting `flotilla.notify` (set at connect time, like `search_path`). The statements that
-//! make jobs claimable call `pg_notify(current_setting('flotilla.notify'), queue)` for each
-//! queue concerned, inside their own transaction, so the notification is delivered when
-//! (and only if) the change commits, and PostgreSQL sends a (channel, payload) pair once
-//! per transaction however many jobs moved. Most do it through `counts::COUNTS`: a queue is
-//! notified when a job of it became available, or when a running job of a queue with a
-//! concurrency or group-concurrency limit stopped running (a slot was freed). Resuming a
-//! queue and changing an existing queue's settings notify too.
+//! make jobs claimable name the queues concerned, most through `counts::COUNTS` (a job of
+//! the queue became available, or a running job of a queue with a concurrency or
+//! group-concurrency limit stopped running: a slot was freed); resuming a queue and
+//! changing an existing queue's settings name theirs too. A store call collects them in a
+//! [`Woken`] and, once its transaction has committed, announces them in one statement of
+//! their own on the same connection, outside any transaction:
+//! `pg_notify(current_setting('flotilla.notify'), queue)` per queue, each queue once.
+//!
+//! Why not `NOTIFY` inside the writing transaction, where delivery would be tied to the
+//! commit: PostgreSQL holds a cluster-wide lock from a notifying transaction's commit
+//! through its WAL flush, so notifying commits cannot share fsyncs. A transaction that
+//! writes nothing but the notification flushes no WAL and holds that lock only briefly.
+//! The price is that a failure between the commit and the announcement (a lost
+//! connection, a full notification queue) loses the announcement: it is logged, the call
+//! still succeeds (its change is committed), and waiting workers find the work at their
+//! next poll.
 //!
 //! **Channel.** `flotilla_<schema>` (`public` without a schema), so stores in different
 //! schemas of one database never wake each other; a schema name too long for a channel
@@ -24,14 +33,17 @@
 
 use std::time::Duration;
 
+use deadpool_postgres::GenericClient;
 use tokio::sync::{broadcast, oneshot};
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::{AsyncMessage, NoTls, Row};
 
 use crate::error::PgError;
+use crate::row::get;
 
 /// Wakeups a receiver may fall behind by before it loses the oldest.
 pub(crate) const CAPACITY: usize = 1024;
-/// The session setting that holds the channel; statements notify only when it is set.
+/// The session setting that holds the channel; queues are named and announced only when
+/// it is set.
 pub(crate) const SETTING: &str = "flotilla.notify";
 /// First delay before connecting again; doubled on each failure up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -40,6 +52,50 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// connection that died without closing (a lost network path) is noticed this way.
 const PING_EVERY: Duration = Duration::from_secs(30);
 const PING_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Announces the queues `$1` on the connection's channel, when it has one.
+const ANNOUNCE: &str = "SELECT pg_notify(current_setting('flotilla.notify'), q)
+     FROM unnest($1::text[]) AS q
+     WHERE coalesce(current_setting('flotilla.notify', true), '') <> ''";
+
+/// The queues one store call made claimable, announced by [`Woken::send`] after its commit.
+#[derive(Debug, Default)]
+pub(crate) struct Woken(Vec<String>);
+
+impl Woken {
+    /// Adds the queues of a [`WOKEN`](crate::counts::WOKEN) column, column `idx` of `rows`
+    /// (every row carries the same list).
+    pub(crate) fn read(&mut self, rows: &[Row], idx: usize) -> Result<(), PgError> {
+        if let Some(row) = rows.first() {
+            let queues: Option<Vec<String>> = get(row, idx)?;
+            self.0.extend(queues.into_iter().flatten());
+        }
+        Ok(())
+    }
+
+    /// Adds `queue`.
+    pub(crate) fn add(&mut self, queue: &str) {
+        self.0.push(queue.to_owned());
+    }
+
+    /// Announces the queues (each once) in one statement on `c`, which must not be in a
+    /// transaction: call it once the change has committed. A failure is logged, not
+    /// returned: the change stands, and a lost wakeup only costs a waiting worker its poll.
+    pub(crate) async fn send<C: GenericClient>(mut self, c: &C) {
+        if self.0.is_empty() {
+            return;
+        }
+        self.0.sort_unstable();
+        self.0.dedup();
+        let sent = async {
+            let stmt = c.prepare_cached(ANNOUNCE).await?;
+            c.execute(&stmt, &[&self.0]).await
+        };
+        if let Err(e) = sent.await {
+            tracing::warn!(queues = ?self.0, error = %e, "postgres: cannot announce wakeups; workers will find the jobs when they poll");
+        }
+    }
+}
 
 /// The channel of the store in `schema`: `flotilla_<schema>`, or for a long name its first
 /// 36 characters and a hash of the whole (a channel name has at most 63 bytes).

@@ -208,6 +208,58 @@ async fn replays_and_run_again_wake() {
     assert_eq!(next(&mut rx).await, "q");
 }
 
+/// Changing an existing queue, a claim's inline promotion, a reaped lease retried at once,
+/// a cron tick and an import each announce their queue; creating a queue does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_claims_reaps_cron_and_imports_wake() {
+    let config = QueueConfig {
+        retry: limited(5, Duration::ZERO),
+        ..QueueConfig::new("q")
+    };
+    let (h, mut rx) = setup(config.clone()).await;
+    h.store.queue_upsert(config).await.expect("change q");
+    assert_eq!(next(&mut rx).await, "q");
+    queue(&h, "new").await;
+    nothing_announced(&h, &mut rx).await;
+
+    insert_n(&h, "q", 2).await;
+    insert(&h, job("q", "later").delay(secs(60))).await;
+    assert_eq!(claim(&h, &["q"], 2).await.len(), 2);
+    settle(&*h.store, &h, &mut rx).await;
+    h.clock.advance(secs(61));
+    assert_eq!(claim(&h, &["q"], 1).await.len(), 1);
+    assert_eq!(next(&mut rx).await, "q", "the claim promoted a job");
+
+    settle(&*h.store, &h, &mut rx).await;
+    h.clock.advance(secs(3600));
+    let report = reap(&h).await;
+    assert_eq!(report.retried, 3, "{report:?}");
+    assert_eq!(next(&mut rx).await, "q");
+
+    let spec = flotilla_core::CronSpec::parse("* * * * *").expect("spec");
+    let schedule =
+        flotilla_core::CronSchedule::new("tick", spec, "q", "tick", serde_json::json!({}));
+    h.store
+        .cron_upsert(schedule, h.clock.now())
+        .await
+        .expect("cron");
+    settle(&*h.store, &h, &mut rx).await;
+    h.clock.advance(secs(60));
+    let fired = h.store.cron_fire_due(maintenance(&h)).await.expect("fire");
+    assert_eq!(fired.fired.len(), 1);
+    assert_eq!(next(&mut rx).await, "q");
+
+    let mut copy = jobs_in(&h, "q")
+        .await
+        .into_iter()
+        .find(|j| j.state == JobState::Available && j.unique_key.is_none())
+        .expect("an available job");
+    copy.id = flotilla_core::JobId(1_000_000);
+    settle(&*h.store, &h, &mut rx).await;
+    assert_eq!(h.store.job_import(vec![copy]).await.expect("import"), 1);
+    assert_eq!(next(&mut rx).await, "q");
+}
+
 /// A finished job frees a slot only in a queue with a concurrency or group limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_freed_slot_of_a_limited_queue_wakes() {
@@ -329,4 +381,64 @@ async fn dropping_the_store_stops_listening() {
     })
     .await
     .expect("the listening connection closes");
+}
+
+/// Not a check but a measurement: 8 tasks each enqueue single jobs for 5 s under full
+/// durability, with wakeups off and on (twice each, alternating). Run it with
+/// `cargo nextest run -p flotilla-store-postgres --run-ignored only --no-capture enqueue_rate`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement (20 s), not a check"]
+async fn enqueue_rate_with_and_without_wakeups() {
+    const TASKS: usize = 8;
+    const FOR: Duration = Duration::from_secs(5);
+    let schema = fresh_schema();
+    let _guard = SchemaGuard {
+        schema: schema.clone(),
+    };
+    for wakeups in [false, true, false, true] {
+        let store = std::sync::Arc::new(
+            PgStore::connect(
+                &url(),
+                PgOptions {
+                    pool_size: TASKS,
+                    wakeups,
+                    ..options(&schema, true)
+                },
+            )
+            .await
+            .expect("connect"),
+        );
+        store
+            .queue_upsert(QueueConfig::new("q"))
+            .await
+            .expect("queue");
+        let clock = flotilla_core::ManualClock::at_epoch();
+        let start = std::time::Instant::now();
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|_| {
+                let store = store.clone();
+                let now = clock.now();
+                tokio::spawn(async move {
+                    let mut n = 0u64;
+                    while start.elapsed() < FOR {
+                        store
+                            .job_insert_many(flotilla_store::JobInsertManyParams {
+                                jobs: vec![job("q", "k")],
+                                now,
+                            })
+                            .await
+                            .expect("insert");
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        let mut total = 0;
+        for t in tasks {
+            total += t.await.expect("task");
+        }
+        let rate = total as f64 / start.elapsed().as_secs_f64();
+        println!("wakeups {wakeups:5}: {rate:6.0} single-job enqueues/s ({TASKS} tasks)");
+    }
 }
