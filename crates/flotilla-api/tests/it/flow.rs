@@ -169,22 +169,34 @@ async fn queues_are_served_in_strict_order_and_metrics_show_them() {
 async fn queue_settings_change_over_the_api() {
     let server = spawn(&["default"]).await;
     let url = &server.url;
-    let put = |body: serde_json::Value| {
-        call("PUT", format!("{url}/v1/queues/default"), Some(body), None)
-    };
+    let put =
+        |body: serde_json::Value| call("PUT", format!("{url}/v1/queues/default"), Some(body), None);
     let (status, view) = put(json!({"name": "default", "concurrency": 1, "lease": "10s"})).await;
     assert_eq!(status, 200, "{view}");
     assert_eq!(
-        (view["config"]["concurrency"].clone(), view["config"]["lease"].clone()),
+        (
+            view["config"]["concurrency"].clone(),
+            view["config"]["lease"].clone()
+        ),
         (json!(1), json!("10s"))
     );
     for (body, code) in [
-        (json!({"name": "other", "concurrency": 1}), "invalid_argument"),
+        (
+            json!({"name": "other", "concurrency": 1}),
+            "invalid_argument",
+        ),
         (json!({"name": "default", "speed": 3}), "malformed_request"),
-        (json!({"name": "default", "concurrency": "many"}), "malformed_request"),
+        (
+            json!({"name": "default", "concurrency": "many"}),
+            "malformed_request",
+        ),
     ] {
         let (status, err) = put(body.clone()).await;
-        assert_eq!((status, err["error"]["code"].as_str()), (400, Some(code)), "{body}");
+        assert_eq!(
+            (status, err["error"]["code"].as_str()),
+            (400, Some(code)),
+            "{body}"
+        );
     }
 
     // The limit holds: two jobs waiting, one handed out.
