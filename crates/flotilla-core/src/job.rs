@@ -425,6 +425,21 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// The longest error text kept per attempt; longer texts are cut (see [`truncate_utf8`]).
+pub const MAX_ERROR_BYTES: usize = 8 * 1024;
+
+/// `s` cut to at most `max` bytes, at a character boundary.
+pub fn truncate_utf8(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

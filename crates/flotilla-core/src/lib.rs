@@ -28,10 +28,11 @@ pub use clock::{Clock, ManualClock, SystemClock, truncate_micros};
 pub use cron::{CronDecision, CronSchedule, CronSpec, cron_decision};
 pub use error::{Error, ErrorCode};
 pub use job::{
-    AttemptError, DEFAULT_MAX_PAYLOAD_BYTES, Job, JobId, Lease, LeaseToken, MAX_PRIORITY, NewJob,
-    check_payload_size, lease_expiry, timeout_error, validate_kind, validate_queue_name,
+    AttemptError, DEFAULT_MAX_PAYLOAD_BYTES, Job, JobId, Lease, LeaseToken, MAX_ERROR_BYTES,
+    MAX_PRIORITY, NewJob, check_payload_size, lease_expiry, timeout_error, truncate_utf8,
+    validate_kind, validate_queue_name,
 };
-pub use queue::{QueueConfig, Retention};
+pub use queue::{QueueConfig, Retention, round_robin};
 pub use retry::{FailureOutcome, RetryPolicy, on_failure};
 pub use state::{Event, JobState, transition};
 

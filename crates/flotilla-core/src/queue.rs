@@ -176,3 +176,37 @@ mod tests {
         assert_eq!(q.retention.dead, Duration::from_secs(90 * 86400));
     }
 }
+
+/// The order in which groups with `free` slots each are served for `n` jobs: one job per
+/// group per round, skipping groups that are out of slots (fair claims, every store).
+pub fn round_robin(free: &[i64], n: usize) -> Vec<usize> {
+    let mut left = free.to_vec();
+    let total: usize = free.iter().map(|&f| usize::try_from(f).unwrap_or(0)).sum();
+    let mut order = Vec::with_capacity(n.min(total));
+    while order.len() < n {
+        let before = order.len();
+        for (g, slots) in left.iter_mut().enumerate() {
+            if order.len() < n && *slots > 0 {
+                *slots -= 1;
+                order.push(g);
+            }
+        }
+        if order.len() == before {
+            break;
+        }
+    }
+    order
+}
+
+#[cfg(test)]
+mod round_robin_tests {
+    use super::round_robin;
+
+    #[test]
+    fn one_per_group_per_round() {
+        assert_eq!(round_robin(&[5, 5], 5), vec![0, 1, 0, 1, 0]);
+        assert_eq!(round_robin(&[1, 3], 4), vec![0, 1, 1, 1]);
+        assert_eq!(round_robin(&[0, 0], 4), Vec::<usize>::new());
+        assert_eq!(round_robin(&[-1, 2], 9), vec![1, 1]);
+    }
+}

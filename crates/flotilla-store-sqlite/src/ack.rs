@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use flotilla_core::{
-    AttemptError, Event, FailureOutcome, JobId, JobState, LeaseToken, QueueConfig, RetryPolicy,
-    Timestamp, lease_expiry, on_failure, transition,
+    AttemptError, Event, FailureOutcome, JobId, JobState, LeaseToken, MAX_ERROR_BYTES, QueueConfig,
+    RetryPolicy, Timestamp, lease_expiry, on_failure, transition, truncate_utf8,
 };
 use flotilla_store::{
     Heartbeat, ItemResults, JobCompleteManyParams, JobFailManyParams, JobHeartbeatParams,
@@ -19,9 +19,6 @@ use crate::counts::{Changes, Counter};
 use crate::row::{from_micros, json, micros};
 use crate::sql_err;
 use crate::writer::Writer;
-
-/// The longest error text kept per attempt; longer texts are cut.
-const MAX_ERROR_BYTES: usize = 8 * 1024;
 
 /// See `Store::job_heartbeat`.
 pub(crate) fn heartbeat(w: &mut Writer, p: JobHeartbeatParams) -> StoreResult<Heartbeat> {
@@ -271,7 +268,7 @@ pub(crate) fn apply_failure(
     let entry = AttemptError {
         attempt: job.attempt,
         at: now,
-        error: truncate(error, MAX_ERROR_BYTES).to_owned(),
+        error: truncate_utf8(error, MAX_ERROR_BYTES).to_owned(),
         worker_id: job.worker.clone(),
     };
     let finished = to.is_terminal().then(|| micros(now));
@@ -315,15 +312,4 @@ pub(crate) fn not_held(conn: &Connection, id: JobId, token: LeaseToken) -> Store
         },
         Err(e) => sql_err(e),
     }
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }

@@ -165,7 +165,7 @@ fn pick_by_group(w: &mut Writer, config: &QueueConfig, n: usize) -> StoreResult<
         .map_err(sql_err)?
         .collect::<Result<_, _>>()
         .map_err(sql_err)?;
-    let order = round_robin(&groups.iter().map(|g| g.1).collect::<Vec<_>>(), n);
+    let order = flotilla_core::round_robin(&groups.iter().map(|g| g.1).collect::<Vec<_>>(), n);
     let mut per_group: Vec<std::vec::IntoIter<Picked>> = Vec::with_capacity(groups.len());
     for (i, (group, _)) in groups.iter().enumerate() {
         let share = order.iter().filter(|&&g| g == i).count();
@@ -189,26 +189,6 @@ fn pick_by_group(w: &mut Writer, config: &QueueConfig, n: usize) -> StoreResult<
             .map_err(sql_err)?;
     }
     Ok(jobs)
-}
-
-/// The order in which groups with `free` slots each are served for `n` jobs: one job per
-/// group per round, skipping groups that are out of slots.
-fn round_robin(free: &[i64], n: usize) -> Vec<usize> {
-    let mut left = free.to_vec();
-    let mut order = Vec::with_capacity(n);
-    while order.len() < n {
-        let before = order.len();
-        for (g, slots) in left.iter_mut().enumerate() {
-            if order.len() < n && *slots > 0 {
-                *slots -= 1;
-                order.push(g);
-            }
-        }
-        if order.len() == before {
-            break;
-        }
-    }
-    order
 }
 
 fn pick_group(conn: &Connection, queue: &str, group: &str, n: usize) -> StoreResult<Vec<Picked>> {
@@ -281,16 +261,4 @@ fn lease(
         out.push(job);
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::round_robin;
-
-    #[test]
-    fn round_robin_takes_one_per_group_per_round() {
-        assert_eq!(round_robin(&[5, 5], 5), vec![0, 1, 0, 1, 0]);
-        assert_eq!(round_robin(&[1, 3], 4), vec![0, 1, 1, 1]);
-        assert_eq!(round_robin(&[0, 0], 4), Vec::<usize>::new());
-    }
 }
