@@ -54,6 +54,9 @@ pub(crate) async fn claim(s: &PgStore, p: &JobClaimParams) -> Result<Vec<Job>, P
             names.push(q);
         }
     }
+    if let [name] = names[..] {
+        return claim_one(s, name, limit, p).await;
+    }
     let infos = retrying(|| queue_infos(s, &names)).await?;
     if let Some(missing) = names.iter().find(|n| !infos.contains_key(**n)) {
         return Err(StoreError::QueueNotFound((*missing).to_owned()).into());
@@ -71,7 +74,14 @@ pub(crate) async fn claim(s: &PgStore, p: &JobClaimParams) -> Result<Vec<Job>, P
         let got = if info.limited {
             retrying(|| claim_limited(s, name, want, p)).await
         } else {
-            retrying(|| claim_plain(s, info, want, p)).await
+            let (lease, timeout) = queue_ms(&info.config);
+            let plain = Plain {
+                name,
+                lease,
+                timeout,
+                promote: info.n_scheduled > 0,
+            };
+            retrying(|| claim_plain(s, &plain, want, p)).await
         };
         match got {
             Ok(jobs) => out.extend(jobs),
@@ -85,6 +95,137 @@ pub(crate) async fn claim(s: &PgStore, p: &JobClaimParams) -> Result<Vec<Job>, P
         }
     }
     Ok(out)
+}
+
+/// A claim from one queue, the common case (a worker's poll): one statement reads the
+/// queue's row and, when the queue is ordinary, not paused and has no due scheduled job,
+/// claims in the same round trip. Otherwise it claims nothing and says why: a paused queue
+/// gives nothing, a limited one is claimed by [`claim_limited`], and due scheduled jobs
+/// are promoted before an ordinary claim.
+async fn claim_one(
+    s: &PgStore,
+    name: &str,
+    limit: usize,
+    p: &JobClaimParams,
+) -> Result<Vec<Job>, PgError> {
+    match retrying(|| claim_fused(s, name, limit, p)).await? {
+        Fused::NotFound => Err(StoreError::QueueNotFound(name.to_owned()).into()),
+        Fused::Claimed(jobs) => Ok(jobs),
+        // Asked for nothing: the queue exists, that is all.
+        _ if limit == 0 => Ok(Vec::new()),
+        Fused::Limited => retrying(|| claim_limited(s, name, limit, p)).await,
+        Fused::Due { lease, timeout } => {
+            let plain = Plain {
+                name,
+                lease,
+                timeout,
+                promote: true,
+            };
+            retrying(|| claim_plain(s, &plain, limit, p)).await
+        }
+    }
+}
+
+/// What [`claim_fused`] did.
+enum Fused {
+    NotFound,
+    /// The queue is ordinary and has no due scheduled job: its claimed jobs (none if it is
+    /// paused or empty).
+    Claimed(Vec<Job>),
+    /// The queue is limited; nothing was claimed.
+    Limited,
+    /// The queue is ordinary but has due scheduled jobs; nothing was claimed.
+    Due {
+        lease: i64,
+        timeout: Option<i64>,
+    },
+}
+
+/// The queue's row and, when it is ordinary, unpaused and without due scheduled jobs, the
+/// claim, in one statement. `$1` queue, `$2` worker, `$3` now, `$4` how many. Each row: the
+/// queue's `paused, limited, due, lease_ms, timeout_ms`, then a claimed job's columns
+/// (`NULL` when none was); no row for an unknown queue.
+///
+/// Whether a scheduled job is due is asked as the earliest `run_at` (one step into
+/// `jobs_scheduled`): an `EXISTS` with the time bound may be planned as a scan of the whole
+/// table when the statistics say scheduled jobs are due soon.
+fn fused_sql() -> String {
+    let by_lease = plus_ms("$3::timestamptz", "coalesce(j.lease_ms, qi.lease_ms)");
+    let by_timeout = plus_ms("$3::timestamptz", "coalesce(j.timeout_ms, qi.timeout_ms)");
+    format!(
+        "WITH qi AS (
+            SELECT q.paused, q.limited, q.lease_ms, q.timeout_ms,
+                coalesce((SELECT min(d.run_at) FROM jobs d WHERE d.state = 0 AND d.queue = q.name)
+                    <= $3::timestamptz, false) AS due
+            FROM queues q WHERE q.name = $1::text
+        ),
+        picked AS (
+            SELECT id FROM jobs WHERE state = 1 AND queue = $1::text
+                AND (SELECT NOT (paused OR limited OR due) FROM qi)
+            ORDER BY priority, run_at, id LIMIT $4::bigint FOR UPDATE SKIP LOCKED
+        ),
+        claimed AS (
+            UPDATE jobs j SET state = 2, attempt = j.attempt + 1,
+                lease_token = nextval('lease_tokens'), lease_worker = $2::text,
+                lease_expires_at = LEAST({by_lease}, {by_timeout}),
+                attempted_at = $3::timestamptz, progress = NULL
+            FROM picked, qi WHERE j.id = picked.id
+            RETURNING {JOB_COLUMNS_J}
+        ),
+        moved AS (
+            SELECT queue, group_key, 1::smallint AS from_state, 2::smallint AS to_state, {NO_COUNTERS}
+            FROM claimed
+        ){COUNTS}
+        SELECT qi.paused, qi.limited, qi.due, qi.lease_ms, qi.timeout_ms, c.*
+        FROM qi LEFT JOIN claimed c ON true"
+    )
+}
+
+/// The columns of a [`fused_sql`] row before the job's.
+const FUSED_QUEUE_COLUMNS: usize = 5;
+
+async fn claim_fused(
+    s: &PgStore,
+    name: &str,
+    want: usize,
+    p: &JobClaimParams,
+) -> Result<Fused, PgError> {
+    let c = s.client().await?;
+    let stmt = c.prepare_cached(&fused_sql()).await?;
+    let rows = c
+        .query(&stmt, &[&name, &p.worker_id, &p.now, &big(want)])
+        .await?;
+    let Some(first) = rows.first() else {
+        return Ok(Fused::NotFound);
+    };
+    let (paused, limited, due): (bool, bool, bool) =
+        (get(first, 0)?, get(first, 1)?, get(first, 2)?);
+    let timeout: Option<i64> = get(first, 4)?;
+    if paused {
+        return Ok(Fused::Claimed(Vec::new()));
+    }
+    if limited {
+        return Ok(Fused::Limited);
+    }
+    if due {
+        return Ok(Fused::Due {
+            lease: get(first, 3)?,
+            timeout,
+        });
+    }
+    let mut jobs = Vec::with_capacity(rows.len());
+    for r in &rows {
+        if get::<Option<i64>>(r, FUSED_QUEUE_COLUMNS)?.is_none() {
+            continue;
+        }
+        let mut job = job_from_row(r, FUSED_QUEUE_COLUMNS)?;
+        job.timeout_ms = job
+            .timeout_ms
+            .or(timeout.and_then(|t| u64::try_from(t).ok()));
+        jobs.push(job);
+    }
+    jobs.sort_by_key(|j| (j.priority, j.run_at, j.id));
+    Ok(Fused::Claimed(jobs))
 }
 
 async fn queue_infos(s: &PgStore, names: &[&str]) -> Result<HashMap<String, QueueInfo>, PgError> {
@@ -150,11 +291,9 @@ const PICK_BY_GROUP: &str = "SELECT x.id FROM unnest($6::text[], $7::bigint[]) A
 
 /// Reads the leased jobs, each with its effective timeout (its own, else its queue's) for
 /// the worker to enforce.
-fn leased(rows: &[tokio_postgres::Row], config: &QueueConfig) -> Result<Vec<Job>, PgError> {
+fn leased(rows: &[tokio_postgres::Row], timeout: Option<i64>) -> Result<Vec<Job>, PgError> {
     debug_assert!(rows.iter().all(|r| r.len() == JOB_COLUMN_COUNT));
-    let timeout = config
-        .timeout
-        .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+    let timeout = timeout.map(|t| u64::try_from(t).unwrap_or(0));
     let mut jobs = rows
         .iter()
         .map(|r| {
@@ -172,30 +311,45 @@ fn queue_ms(config: &QueueConfig) -> (i64, Option<i64>) {
     (ms(config.lease), config.timeout.map(ms))
 }
 
+/// An ordinary queue, as [`claim_plain`] needs it.
+struct Plain<'a> {
+    name: &'a str,
+    /// The queue's lease and timeout, in milliseconds.
+    lease: i64,
+    timeout: Option<i64>,
+    /// Whether to promote due scheduled jobs first.
+    promote: bool,
+}
+
 /// An ordinary queue: promote, then one claiming statement, each committing on its own;
 /// then the promotion is announced (the claim may leave some of the jobs).
 async fn claim_plain(
     s: &PgStore,
-    info: &QueueInfo,
+    q: &Plain<'_>,
     want: usize,
     p: &JobClaimParams,
 ) -> Result<Vec<Job>, PgError> {
     let c = s.client().await?;
-    let name = info.config.name.as_str();
     let mut woken = Woken::default();
-    if info.n_scheduled > 0 {
-        promote_queue(&c, name, p.now, PROMOTE_PER_CLAIM, &mut woken).await?;
+    if q.promote {
+        promote_queue(&c, q.name, p.now, PROMOTE_PER_CLAIM, &mut woken).await?;
     }
     let claimed = async {
         let stmt = c.prepare_cached(&claim_sql(PICK_IN_ORDER)).await?;
-        let (lease, timeout) = queue_ms(&info.config);
         let rows = c
             .query(
                 &stmt,
-                &[&name, &p.worker_id, &p.now, &lease, &timeout, &big(want)],
+                &[
+                    &q.name,
+                    &p.worker_id,
+                    &p.now,
+                    &q.lease,
+                    &q.timeout,
+                    &big(want),
+                ],
             )
             .await?;
-        leased(&rows, &info.config)
+        leased(&rows, q.timeout)
     };
     let claimed = claimed.await;
     woken.send(&c).await;
@@ -286,7 +440,7 @@ async fn claim_limited(
                 &[&name, &p.worker_id, &p.now, &lease, &timeout, &big(allowed)],
             )
             .await?;
-        (leased(&rows, &config)?, group_seq)
+        (leased(&rows, timeout)?, group_seq)
     };
     let (tokens, at) = if config.rate_limit.is_some() {
         (Some(bucket.tokens - jobs.len() as f64), Some(bucket.at))
@@ -364,7 +518,7 @@ async fn claim_by_group<C: GenericClient>(
         .await?;
     // Each group's jobs in claim order, then served one per group per round.
     let mut per_group: HashMap<String, std::collections::VecDeque<Job>> = HashMap::new();
-    for job in leased(&rows, config)? {
+    for job in leased(&rows, timeout)? {
         let key = job.group_key.clone().unwrap_or_default();
         per_group.entry(key).or_default().push_back(job);
     }
