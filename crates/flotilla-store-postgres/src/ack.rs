@@ -33,9 +33,6 @@ use crate::error::PgError;
 use crate::row::{get, json, plus_ms, state, state_col};
 use crate::wakeup::Woken;
 
-/// The longest error text kept per attempt; longer texts are cut.
-const MAX_ERROR_BYTES: usize = 8 * 1024;
-
 /// See `Store::job_heartbeat`.
 pub(crate) async fn heartbeat(s: &PgStore, p: &JobHeartbeatParams) -> Result<Heartbeat, PgError> {
     let progress = p.progress.as_ref().map(json).transpose()?;
@@ -333,7 +330,7 @@ impl Failures {
         let entry = AttemptError {
             attempt: job.attempt,
             at: now,
-            error: truncate(error, MAX_ERROR_BYTES).to_owned(),
+            error: flotilla_core::truncate_utf8(error, flotilla_core::MAX_ERROR_BYTES).to_owned(),
             worker_id: job.worker.clone(),
         };
         self.ids.push(job.id.0);
@@ -446,15 +443,4 @@ pub(crate) async fn fail_many(
     tx.commit().await?;
     woken.send(&c).await;
     Ok(results)
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }

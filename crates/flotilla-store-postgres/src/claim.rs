@@ -486,7 +486,7 @@ async fn claim_by_group<C: GenericClient>(
         let free = group_limit.map_or(available, |l| available.min(l - running));
         groups.push((get(r, 0)?, free));
     }
-    let order = round_robin(&groups.iter().map(|g| g.1).collect::<Vec<_>>(), n);
+    let order = flotilla_core::round_robin(&groups.iter().map(|g| g.1).collect::<Vec<_>>(), n);
     if order.is_empty() {
         return Ok((Vec::new(), group_seq));
     }
@@ -547,36 +547,9 @@ async fn claim_by_group<C: GenericClient>(
     Ok((jobs, base + big(order.len())))
 }
 
-/// The order in which groups with `free` slots each are served for `n` jobs: one job per
-/// group per round, skipping groups that are out of slots.
-fn round_robin(free: &[i64], n: usize) -> Vec<usize> {
-    let mut left = free.to_vec();
-    let mut order = Vec::with_capacity(n.min(free.iter().map(|&f| f.max(0) as usize).sum()));
-    while order.len() < n {
-        let before = order.len();
-        for (g, slots) in left.iter_mut().enumerate() {
-            if order.len() < n && *slots > 0 {
-                *slots -= 1;
-                order.push(g);
-            }
-        }
-        if order.len() == before {
-            break;
-        }
-    }
-    order
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{Bucket, round_robin};
-
-    #[test]
-    fn round_robin_takes_one_per_group_per_round() {
-        assert_eq!(round_robin(&[5, 5], 5), vec![0, 1, 0, 1, 0]);
-        assert_eq!(round_robin(&[1, 3], 4), vec![0, 1, 1, 1]);
-        assert_eq!(round_robin(&[0, 0], 4), Vec::<usize>::new());
-    }
+    use super::Bucket;
 
     #[test]
     fn bucket_refills_at_its_rate_up_to_its_size() {
