@@ -304,10 +304,12 @@ async fn crash(client: &Client, url: &str, args: &E2eBenchArgs) -> anyhow::Resul
             last_retry = last_retry.max(job.attempted_at);
         }
     }
+    // "Leased twice" counts jobs with a second attempt: those the killed worker was running,
+    // plus any a poll of its leased as it died (answered to no one, never run before).
     // From the kill to the restart of the last job that was in flight.
     let recovery = last_retry.map(|t| (t - killed_at).to_std().unwrap_or_default());
     println!(
-        "  {:<52} lost {lost}, run twice {duplicated} (in flight at the kill: {in_flight}), recovery {}, all done {:.1} s after the kill (lease {LEASE_SECS} s)",
+        "  {:<52} lost {lost}, leased twice {duplicated} (running at the kill: {in_flight}), recovery {}, all done {:.1} s after the kill (lease {LEASE_SECS} s)",
         format!(
             "crash run: {} jobs, kill -9 of the worker at 30%",
             args.crash_jobs
