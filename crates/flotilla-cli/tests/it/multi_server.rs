@@ -314,3 +314,171 @@ async fn an_enqueue_on_one_server_wakes_a_long_poll_on_another() {
         "the poll on server A waited {waited:?} for a job enqueued on server B"
     );
 }
+
+/// A PostgreSQL server of the test's own (initdb in a temporary directory, a free port), so
+/// that it can be stopped and started without disturbing the tests that share the
+/// machine's database.
+struct OwnPostgres {
+    dir: tempfile::TempDir,
+    port: u16,
+    bin: std::path::PathBuf,
+}
+
+impl OwnPostgres {
+    fn start() -> Self {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect(
+                "PostgreSQL's binaries in /usr/lib/postgresql (scripts/postgres.sh installs them)",
+            )
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|p| p.join("pg_ctl").exists())
+            .max()
+            .expect("a PostgreSQL version with pg_ctl");
+        let dir = tempfile::tempdir().unwrap();
+        let me = Self {
+            dir,
+            port: free_port(),
+            bin,
+        };
+        if root() {
+            let owned = Command::new("chown")
+                .args(["-R", "postgres"])
+                .arg(me.dir.path())
+                .status();
+            assert!(owned.unwrap().success());
+        }
+        me.run(
+            "initdb",
+            &[
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-D",
+                &me.data(),
+            ],
+        );
+        me.pg_ctl("start");
+        me
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn pg_ctl(&self, action: &str) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("log").display().to_string();
+        self.run(
+            "pg_ctl",
+            &[
+                action,
+                "-w",
+                "-m",
+                "fast",
+                "-D",
+                &self.data(),
+                "-l",
+                &log,
+                "-o",
+                &options,
+            ],
+        );
+    }
+
+    /// Runs a PostgreSQL program, as the `postgres` user when the tests run as root
+    /// (PostgreSQL refuses to run as root).
+    fn run(&self, program: &str, args: &[&str]) {
+        let path = self.bin.join(program);
+        let mut command = if root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&path);
+            c
+        } else {
+            Command::new(&path)
+        };
+        let out = command
+            .args(args)
+            .output()
+            .expect("run a PostgreSQL program");
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        let data = self.data();
+        let _ = std::panic::catch_unwind(|| {
+            self.run("pg_ctl", &["stop", "-m", "immediate", "-D", &data])
+        });
+    }
+}
+
+fn root() -> bool {
+    let out = Command::new("id").arg("-u").output().expect("id -u");
+    String::from_utf8_lossy(&out.stdout).trim() == "0"
+}
+
+/// PostgreSQL itself stops and starts again under a running server: 503 with
+/// `Retry-After` meanwhile, `/healthz` still 200, and afterwards every acknowledged job is
+/// there and work goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_restart_is_ridden_out() {
+    let pg = OwnPostgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::support::config(dir.path(), "[[queues]]\nname = \"q\"\n");
+    let server = ServerProcess::start_store(&pg.url(), free_port(), &["--config", &config]);
+    let url = server.url.clone();
+    let before = crate::support::enqueue(&url, "q", "k", json!({}), 20).await;
+
+    pg.pg_ctl("stop");
+    let http = reqwest::Client::new();
+    crate::support::eventually("readyz to turn 503", || async {
+        http.get(format!("{url}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 503
+    })
+    .await;
+    let refused = http
+        .post(format!("{url}/v1/jobs"))
+        .json(&json!({"queue": "q", "kind": "k"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let healthz = http.get(format!("{url}/healthz")).send().await.unwrap();
+    assert_eq!(healthz.status(), 200);
+
+    pg.pg_ctl("start");
+    crate::support::eventually("readyz to turn 200", || async {
+        http.get(format!("{url}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 200
+    })
+    .await;
+    let after = crate::support::enqueue(&url, "q", "k", json!({}), 5).await;
+    assert_eq!(after.len(), 5);
+    let jobs = crate::support::jobs(&url, &before).await;
+    assert!(jobs.iter().all(|j| j["state"] == "available"), "{jobs:?}");
+}
