@@ -48,7 +48,7 @@ use flotilla_store::*;
 pub use flotilla_store::Durability;
 use rusqlite::Connection;
 
-use writer::WriterHandle;
+use writer::{Lead, WriterHandle};
 
 /// How to open a SQLite store.
 #[derive(Debug, Clone)]
@@ -87,8 +87,8 @@ impl SqliteStore {
         let path = path.as_ref().to_path_buf();
         let lock = schema::lock_file(&path)?;
         let conn = schema::open_writer(&path, options.durability)?;
-        let inline = options.durability == Durability::Relaxed;
-        let writer = WriterHandle::spawn(conn, inline)?;
+        let relaxed = options.durability == Durability::Relaxed;
+        let writer = WriterHandle::spawn(conn, relaxed)?;
         let readers = Arc::new(Readers {
             path,
             idle: Mutex::new(Vec::new()),
@@ -190,7 +190,7 @@ impl Store for SqliteStore {
     async fn job_insert_many(&self, params: JobInsertManyParams) -> StoreResult<Vec<InsertedJob>> {
         let prepared = insert::prepare(params, self.max_payload_bytes)?;
         self.writer
-            .call(move |w| insert::insert_many(w, prepared))
+            .call_led(Lead::Caller, move |w| insert::insert_many(w, prepared))
             .await
     }
 

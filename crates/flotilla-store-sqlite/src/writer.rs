@@ -1,25 +1,30 @@
-//! The single writer thread and its group commit.
+//! The writer and its group commit.
 //!
 //! SQLite allows one writer at a time, so instead of many connections fighting over the
-//! write lock, one thread owns the write connection and executes every mutating call. It
-//! takes all calls waiting in its channel (up to [`MAX_BATCH`]), runs each inside its own
-//! savepoint (a failing call rolls back alone), and commits them together: one fsync for
-//! the whole batch. Each caller is answered only after that commit, so an acknowledged
-//! enqueue is on disk. Under load, batches grow by themselves; when idle, a call commits
-//! at once. The thread lets the caller's runtime go on parsing and answering requests
-//! while a commit waits for its fsync, and those requests join the next batch.
+//! write lock, one connection executes every mutating call. Calls wait in `pending`; a
+//! leader takes all of them (up to [`MAX_BATCH`]), runs each inside its own savepoint (a
+//! failing call rolls back alone) and commits them together: one fsync for the whole
+//! batch. Each caller is answered only after that commit, so an acknowledged enqueue is on
+//! disk. Under load, batches grow by themselves; when idle, a call commits at once.
 //!
-//! With relaxed durability a commit does not wait for the disk, so a call that finds the
-//! writer idle (nothing queued, the connection free) runs right away on the caller's
-//! thread: it costs tens of microseconds, and skipping the two thread hand-offs (each a
-//! wake-up of a sleeping thread) makes a lone call about a third faster. With full
-//! durability that would stall the caller's runtime thread for the fsync, so every call
-//! goes through the writer thread. (Tried and measured: letting the caller lead full
-//! commits too nearly doubled a lone producer's rate but halved a worker's drain, whose
-//! poll and acknowledgement requests then no longer overlapped an fsync.)
+//! Who leads:
+//! - **The writer thread**, woken for every call that does not lead itself. It lets the
+//!   caller's runtime go on parsing and answering requests while a commit waits for its
+//!   fsync, and those requests join the next batch. Workers' calls (claims,
+//!   acknowledgements) always go this way: a worker's poll and its acknowledgements then
+//!   overlap one another's fsyncs (letting them lead halved a worker's drain).
+//! - **An enqueue that finds no leader** leads itself, on its own thread: it first yields
+//!   once, so that calls already on their way (requests the runtime is about to poll) join
+//!   its batch, then commits. This spares a lone producer the two thread hand-offs, each a
+//!   wake-up of a sleeping thread, which on a virtual machine cost more than the insert.
+//! - **With relaxed durability every call** that finds no leader commits right away on its
+//!   own thread (no yield): the commit does not wait for the disk.
+//!
+//! A leader commits one batch; what arrived meanwhile goes to the writer thread, which
+//! leads until nothing is pending. A leader whose future is dropped still hands over.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 
 use flotilla_core::QueueConfig;
@@ -32,10 +37,19 @@ use crate::sql_err;
 /// The most calls committed together.
 const MAX_BATCH: usize = 512;
 
-/// A call to run on the writer thread (or, given `None`, to refuse because no transaction
-/// could be opened); returns what to do once the commit is known.
+/// A call to run in a batch (or, given `None`, to refuse because no transaction could be
+/// opened); returns what to do once the commit is known.
 type Op = Box<dyn FnOnce(Option<&mut Writer>) -> Reply + Send>;
 type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// Who may lead a call's batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lead {
+    /// Only the writer thread (unless durability is relaxed).
+    Thread,
+    /// The caller too, when no one leads (enqueues).
+    Caller,
+}
 
 /// State owned by the writer thread: the write connection and caches of what only it
 /// changes (queue settings, the lease-token sequence, rate-limit buckets). An op that
@@ -56,24 +70,24 @@ pub(crate) struct Writer {
 /// The handle through which calls reach the writer.
 #[derive(Clone)]
 pub(crate) struct WriterHandle {
-    tx: mpsc::Sender<Op>,
     shared: Arc<Shared>,
-    /// Whether an idle writer may run a call on the caller's thread.
-    inline: bool,
+    /// Wakes the writer thread to lead; the thread stops when every handle is gone.
+    wake: mpsc::SyncSender<()>,
+    /// Relaxed durability: every call may lead, without yielding first.
+    relaxed: bool,
 }
 
 /// What the handles and the writer thread share.
 struct Shared {
-    /// Held while a batch runs, by the writer thread or an inline caller.
     writer: Mutex<Writer>,
-    /// Calls sent to the writer thread and not yet taken by it.
-    queued: AtomicUsize,
+    pending: Mutex<Vec<Op>>,
+    /// A leader is committing and will look at `pending` again before it stops.
+    leading: AtomicBool,
 }
 
 impl WriterHandle {
-    /// Starts the writer thread on `conn`; `inline` lets calls that find the writer idle
-    /// run on the caller's thread (for commits that do not wait for the disk).
-    pub(crate) fn spawn(conn: Connection, inline: bool) -> StoreResult<Self> {
+    /// Starts the writer thread on `conn`; `relaxed` when commits do not wait for the disk.
+    pub(crate) fn spawn(conn: Connection, relaxed: bool) -> StoreResult<Self> {
         let mut writer = Writer {
             conn,
             queues: HashMap::new(),
@@ -86,20 +100,34 @@ impl WriterHandle {
         writer.reload()?;
         let shared = Arc::new(Shared {
             writer: Mutex::new(writer),
-            queued: AtomicUsize::new(0),
+            pending: Mutex::new(Vec::new()),
+            leading: AtomicBool::new(false),
         });
-        let (tx, rx) = mpsc::channel::<Op>();
+        let (wake, woken) = mpsc::sync_channel(1);
         let thread_shared = shared.clone();
         std::thread::Builder::new()
             .name("flotilla-sqlite-writer".into())
-            .spawn(move || thread_shared.run(&rx))
+            .spawn(move || thread_shared.run(&woken))
             .map_err(|e| StoreError::Internal(format!("cannot start the writer thread: {e}")))?;
-        Ok(Self { tx, shared, inline })
+        Ok(Self {
+            shared,
+            wake,
+            relaxed,
+        })
     }
 
-    /// Runs `f` on the writer thread inside the next group commit and returns its result
-    /// once that commit is durable.
+    /// Runs `f` inside the next group commit, led by the writer thread (see the module
+    /// doc), and returns its result once that commit is durable.
     pub(crate) async fn call<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Writer) -> StoreResult<T> + Send + 'static,
+    {
+        self.call_led(Lead::Thread, f).await
+    }
+
+    /// Like [`WriterHandle::call`], with `lead` saying whether the caller may lead.
+    pub(crate) async fn call_led<T, F>(&self, lead: Lead, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Writer) -> StoreResult<T> + Send + 'static,
@@ -118,45 +146,86 @@ impl WriterHandle {
                 let _ = reply_tx.send(answer);
             })
         });
-        if self.inline
-            && self.shared.queued.load(Ordering::Acquire) == 0
-            && let Ok(mut writer) = self.shared.writer.try_lock()
-        {
-            writer.run_batch(vec![op]);
-        } else {
-            self.shared.queued.fetch_add(1, Ordering::AcqRel);
-            self.tx.send(op).map_err(|_| stopped())?;
+        lock(&self.shared.pending).push(op);
+        let may_lead = self.relaxed || lead == Lead::Caller;
+        if may_lead && self.shared.try_lead() {
+            let leading = Leading(self);
+            if !self.relaxed {
+                tokio::task::yield_now().await;
+            }
+            self.shared.commit_pending();
+            drop(leading);
+        } else if !self.shared.leading.load(Ordering::SeqCst) {
+            // Full: a wake-up is already on its way, as good as this one.
+            let _ = self.wake.try_send(());
         }
         reply_rx.await.map_err(|_| stopped())?
     }
 }
 
+/// Leadership held by a caller: released on drop (also when the caller's future is
+/// dropped), handing what is still pending to the writer thread.
+struct Leading<'a>(&'a WriterHandle);
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        if self.0.shared.release() {
+            let _ = self.0.wake.try_send(());
+        }
+    }
+}
+
 /// Locks `m`, ignoring poison: a panicking op leaves the connection sound (SQLite rolls
-/// an unfinished transaction back at the next BEGIN).
+/// an unfinished transaction back at the next BEGIN) and the queue intact.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Shared {
-    /// The writer thread: takes every call waiting (up to [`MAX_BATCH`]) and runs them as
-    /// one batch.
-    fn run(&self, rx: &mpsc::Receiver<Op>) {
-        while let Ok(first) = rx.recv() {
-            let mut ops = vec![first];
-            while ops.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(op) => ops.push(op),
-                    Err(_) => break,
+    fn try_lead(&self) -> bool {
+        self.leading
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    }
+
+    /// Gives up leadership; says whether calls are pending (that no one leads now).
+    fn release(&self) -> bool {
+        self.leading.store(false, Ordering::SeqCst);
+        !lock(&self.pending).is_empty()
+    }
+
+    /// Commits the calls pending now (at most [`MAX_BATCH`]) as one batch.
+    fn commit_pending(&self) {
+        let ops: Vec<Op> = {
+            let mut pending = lock(&self.pending);
+            let n = pending.len().min(MAX_BATCH);
+            pending.drain(..n).collect()
+        };
+        if !ops.is_empty() {
+            lock(&self.writer).run_batch(ops);
+        }
+    }
+
+    /// The writer thread: when woken, leads until nothing is pending.
+    fn run(&self, woken: &mpsc::Receiver<()>) {
+        while woken.recv().is_ok() {
+            while self.try_lead() {
+                loop {
+                    self.commit_pending();
+                    if lock(&self.pending).is_empty() {
+                        break;
+                    }
+                }
+                if !self.release() {
+                    break;
                 }
             }
-            self.queued.fetch_sub(ops.len(), Ordering::AcqRel);
-            lock(&self.writer).run_batch(ops);
         }
     }
 }
 
 fn stopped() -> StoreError {
-    StoreError::Unavailable("the SQLite writer thread has stopped".into())
+    StoreError::Unavailable("the SQLite writer has stopped".into())
 }
 
 impl Writer {
