@@ -201,8 +201,15 @@ impl Shared {
             let n = pending.len().min(MAX_BATCH);
             pending.drain(..n).collect()
         };
-        if !ops.is_empty() {
-            lock(&self.writer).run_batch(ops);
+        if ops.is_empty() {
+            return;
+        }
+        let mut writer = lock(&self.writer);
+        let run = std::panic::AssertUnwindSafe(|| writer.run_batch(ops));
+        if std::panic::catch_unwind(run).is_err() {
+            // A bug in a call: the batch's callers get no answer (an `unavailable` error),
+            // and the next batch rolls back what it left half done.
+            tracing::error!("sqlite: a call panicked; its batch is abandoned");
         }
     }
 
@@ -225,11 +232,20 @@ impl Shared {
 }
 
 fn stopped() -> StoreError {
-    StoreError::Unavailable("the SQLite writer has stopped".into())
+    StoreError::Unavailable("the SQLite writer stopped or the call's batch failed".into())
 }
 
 impl Writer {
     fn run_batch(&mut self, ops: Vec<Op>) {
+        if !self.conn.is_autocommit() {
+            // A batch panicked midway (its callers got no answer, as if the writer had
+            // stopped): undo what it left behind, and reload what it may have cached.
+            tracing::error!("sqlite: a batch was interrupted; rolling it back");
+            let _ = self.exec("ROLLBACK");
+            if let Err(e) = self.reload() {
+                tracing::error!(error = %e, "sqlite: cannot reload caches after an interrupted batch");
+            }
+        }
         if let Err(e) = self.exec("BEGIN IMMEDIATE") {
             let msg = e.to_string();
             tracing::error!(error = %msg, "sqlite: cannot begin a transaction");
@@ -319,5 +335,62 @@ impl Writer {
         let first = self.next_token;
         self.next_token += i64::try_from(n).unwrap_or(i64::MAX);
         first
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handle() -> (tempfile::TempDir, WriterHandle) {
+        let dir = tempfile::tempdir().unwrap();
+        let conn =
+            crate::schema::open_writer(&dir.path().join("w.db"), crate::Durability::Full).unwrap();
+        let writer = WriterHandle::spawn(conn, false).unwrap();
+        (dir, writer)
+    }
+
+    async fn count(writer: &WriterHandle) -> i64 {
+        writer
+            .call(|w| {
+                w.conn
+                    .query_row("SELECT count(*) FROM cron", [], |r| r.get(0))
+                    .map_err(sql_err)
+            })
+            .await
+            .unwrap()
+    }
+
+    /// A call that panics (a bug) loses its own answer, and its half-done transaction is
+    /// rolled back; the writer keeps serving, whoever led the batch.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_call_does_not_stop_the_writer() {
+        let (_dir, writer) = handle();
+        for lead in [Lead::Caller, Lead::Thread] {
+            let w = writer.clone();
+            let panicked = tokio::spawn(async move {
+                w.call_led(lead, |w: &mut Writer| -> StoreResult<()> {
+                    w.conn
+                        .execute(
+                            "INSERT INTO cron (name, schedule, last_fired_at) VALUES ('x', '{}', 0)",
+                            [],
+                        )
+                        .map_err(sql_err)?;
+                    panic!("a bug");
+                })
+                .await
+            })
+            .await;
+            let answer = panicked.expect("the panic stays in the writer");
+            assert_eq!(
+                answer.unwrap_err().code(),
+                flotilla_core::ErrorCode::Unavailable
+            );
+            assert_eq!(
+                count(&writer).await,
+                0,
+                "the half-done insert was rolled back"
+            );
+        }
     }
 }
