@@ -74,7 +74,7 @@ pub(crate) async fn queue(
 pub(crate) async fn configure(
     State(s): State<AppState>,
     Path(name): Path<String>,
-    Json(mut config): Json<QueueConfig>,
+    Json(config): Json<QueueConfig>,
 ) -> Result<axum::Json<QueueView>, ApiError> {
     if config.name != name {
         return Err(ApiError::new(
@@ -86,16 +86,7 @@ pub(crate) async fn configure(
         ));
     }
     config.validate()?;
-    if let Ok(stored) = s.engine.store.queue_get(&name).await {
-        config.paused = stored.paused;
-    }
-    let limited = config.concurrency.is_some()
-        || config.group_concurrency.is_some()
-        || config.rate_limit.is_some();
-    s.engine.store.queue_upsert(config).await?;
-    s.engine.broker.set_limited(&name, limited);
-    // Looser limits may let waiting workers take jobs now.
-    s.engine.broker.wake(&name);
+    s.engine.configure_queue(config).await?;
     one(&s, name).await
 }
 

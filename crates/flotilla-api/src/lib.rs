@@ -206,6 +206,7 @@ async fn readyz(State(s): State<AppState>) -> Response {
 
 async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
     let views = admin::views(&s, None).await?;
-    let body = s.metrics.render(&views, &s.engine.workers.list());
+    let waiting = s.engine.broker.waiting();
+    let body = s.metrics.render(&views, &s.engine.workers.list(), waiting);
     Ok(([("content-type", "text/plain; version=0.0.4")], body).into_response())
 }

@@ -99,7 +99,12 @@ impl Metrics {
     }
 
     /// The exposition: store-derived families for `queues`, worker counts, and histograms.
-    pub(crate) fn render(&self, queues: &[QueueView], workers: &[WorkerView]) -> String {
+    pub(crate) fn render(
+        &self,
+        queues: &[QueueView],
+        workers: &[WorkerView],
+        polls_waiting: usize,
+    ) -> String {
         let mut out = String::with_capacity(4096);
         family(
             &mut out,
@@ -198,6 +203,13 @@ impl Metrics {
                 .unwrap_or_default();
             let _ = writeln!(out, "flotilla_workers{{health=\"{name}\"}} {n}");
         }
+        family(
+            &mut out,
+            "flotilla_polls_waiting",
+            "gauge",
+            "Long-polls waiting for work on this server.",
+        );
+        let _ = writeln!(out, "flotilla_polls_waiting {polls_waiting}");
         let inner = self.inner.lock().expect("metrics lock");
         for (name, help, hists) in [
             (

@@ -162,7 +162,11 @@ impl Target {
                     .with_context(|| format!("opening {}", path.display()))?;
                 Arc::new(store)
             }
-            Self::Postgres(url) => fresh_pg_store(url, name, durability).await?,
+            Self::Postgres(url) => {
+                let url = fresh_pg_url(url, name).await?;
+                let max = flotilla_core::DEFAULT_MAX_PAYLOAD_BYTES;
+                crate::server::open_store(&url, max, durability).await?
+            }
         };
         store.queue_upsert(QueueConfig::new(QUEUE)).await?;
         Ok(store)
@@ -192,17 +196,13 @@ pub(crate) fn bench_schema(name: &str) -> String {
     format!("flotilla_bench_{name}")
 }
 
-/// A store in the fresh schema of `name` (dropped first if a run left it).
-pub(crate) async fn fresh_pg_store(
-    url: &str,
-    name: &str,
-    durability: Durability,
-) -> anyhow::Result<Arc<dyn Store>> {
+/// The store URL of the empty schema of benchmark `name` (dropped first if a run left it;
+/// whoever opens the URL creates it).
+pub(crate) async fn fresh_pg_url(url: &str, name: &str) -> anyhow::Result<String> {
     let schema = bench_schema(name);
     pg_execute(url, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await?;
     let separator = if url.contains('?') { '&' } else { '?' };
-    let url = format!("{url}{separator}schema={schema}");
-    crate::server::open_store(&url, flotilla_core::DEFAULT_MAX_PAYLOAD_BYTES, durability).await
+    Ok(format!("{url}{separator}schema={schema}"))
 }
 
 /// Drops every `flotilla_bench_*` schema of the database at `url`.

@@ -112,16 +112,7 @@ async fn server(dir: &Path, pg: Option<&str>, durability: &str) -> anyhow::Resul
         .local_addr()?
         .port();
     let store = match pg {
-        Some(url) => {
-            let name = format!("e2e_{durability}");
-            // Creates the schema now, so the server finds it migrated.
-            crate::bench::fresh_pg_store(url, &name, Default::default()).await?;
-            let separator = if url.contains('?') { '&' } else { '?' };
-            format!(
-                "{url}{separator}schema={}",
-                crate::bench::bench_schema(&name)
-            )
-        }
+        Some(url) => crate::bench::fresh_pg_url(url, &format!("e2e_{durability}")).await?,
         None => format!(
             "sqlite:{}",
             dir.join(format!("bench-{durability}.db")).display()

@@ -105,6 +105,12 @@ impl QueueConfig {
         }
     }
 
+    /// Whether the queue limits its claims (concurrency, per-group concurrency or rate):
+    /// a job that ends there may let a waiting worker claim.
+    pub fn has_limits(&self) -> bool {
+        self.concurrency.is_some() || self.group_concurrency.is_some() || self.rate_limit.is_some()
+    }
+
     /// Whether claims must go group by group (fairness or per-group limits).
     pub fn claims_by_group(&self) -> bool {
         self.fair || self.group_concurrency.is_some()

@@ -174,6 +174,32 @@ pub enum FailureOutcome {
     Cancelled,
 }
 
+impl FailureOutcome {
+    /// The state a running job moves to at `now` (a retry whose time has come is available
+    /// at once), by moves [`crate::transition`] allows.
+    pub fn next_state(self, now: Timestamp) -> Result<crate::JobState, Error> {
+        use crate::{Event, JobState, transition};
+        let (event, run_at) = match self {
+            Self::Retry { run_at } => (Event::Retry, Some(run_at)),
+            Self::Dead => (Event::Discard, None),
+            Self::Cancelled => (Event::AcknowledgeCancel, None),
+        };
+        let to = transition(JobState::Running, event)?;
+        if run_at.is_some_and(|t| t <= now) {
+            return transition(to, Event::Promote);
+        }
+        Ok(to)
+    }
+
+    /// When the next attempt may start, for a retry.
+    pub fn run_at(self) -> Option<Timestamp> {
+        match self {
+            Self::Retry { run_at } => Some(run_at),
+            Self::Dead | Self::Cancelled => None,
+        }
+    }
+}
+
 /// Decides the fate of a job whose `attempt`-th attempt (1-based) just failed.
 pub fn on_failure(
     attempt: u32,
@@ -202,6 +228,29 @@ mod tests {
     use super::*;
     use crate::Clock;
     use crate::ManualClock;
+
+    #[test]
+    fn outcomes_move_a_running_job() {
+        use crate::JobState;
+        let now = ManualClock::at_epoch().now();
+        let later = now + chrono::Duration::seconds(5);
+        let next = |o: FailureOutcome| o.next_state(now).unwrap();
+        assert_eq!(
+            next(FailureOutcome::Retry { run_at: now }),
+            JobState::Available
+        );
+        assert_eq!(
+            next(FailureOutcome::Retry { run_at: later }),
+            JobState::Scheduled
+        );
+        assert_eq!(next(FailureOutcome::Dead), JobState::Dead);
+        assert_eq!(next(FailureOutcome::Cancelled), JobState::Cancelled);
+        assert_eq!(
+            FailureOutcome::Retry { run_at: later }.run_at(),
+            Some(later)
+        );
+        assert_eq!(FailureOutcome::Dead.run_at(), None);
+    }
 
     fn exp(jitter: bool) -> RetryPolicy {
         RetryPolicy::Exponential {

@@ -54,24 +54,25 @@ impl Engine {
         }
     }
 
+    /// Creates a queue or replaces its settings. Pausing is operational state: an existing
+    /// queue keeps its paused flag (a restart keeps a queue paused through the API); a new
+    /// one takes `config.paused`. Waiting workers are woken, as looser limits may let them
+    /// claim now.
+    pub async fn configure_queue(&self, mut config: QueueConfig) -> StoreResult<()> {
+        if let Ok(stored) = self.store.queue_get(&config.name).await {
+            config.paused = stored.paused;
+        }
+        let (name, limited) = (config.name.clone(), config.has_limits());
+        self.store.queue_upsert(config).await?;
+        self.broker.set_limited(&name, limited);
+        self.broker.wake(&name);
+        Ok(())
+    }
+
     /// Creates or updates the configured queues and cron schedules.
     pub async fn apply(&self, config: &ServerConfig) -> StoreResult<()> {
         for queue in &config.queues {
-            // Pausing is operational state: a restart keeps a queue paused through the API.
-            let paused = match self.store.queue_get(&queue.name).await {
-                Ok(stored) => stored.paused,
-                Err(_) => queue.paused,
-            };
-            self.store
-                .queue_upsert(QueueConfig {
-                    paused,
-                    ..queue.clone()
-                })
-                .await?;
-            let limited = queue.concurrency.is_some()
-                || queue.group_concurrency.is_some()
-                || queue.rate_limit.is_some();
-            self.broker.set_limited(&queue.name, limited);
+            self.configure_queue(queue.clone()).await?;
         }
         for schedule in &config.cron {
             self.store

@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use deadpool_postgres::GenericClient;
 use flotilla_core::{
-    AttemptError, Event, FailureOutcome, JobId, JobState, LeaseToken, RetryPolicy, Timestamp,
-    on_failure, transition,
+    AttemptError, Event, JobId, JobState, LeaseToken, RetryPolicy, Timestamp, on_failure,
+    transition,
 };
 use flotilla_store::{
     Heartbeat, ItemResults, JobCompleteManyParams, JobFailManyParams, JobHeartbeatParams,
@@ -318,15 +318,7 @@ impl Failures {
             now,
             rand::random(),
         );
-        let (event, run_at) = match outcome {
-            FailureOutcome::Retry { run_at } => (Event::Retry, Some(run_at)),
-            FailureOutcome::Dead => (Event::Discard, None),
-            FailureOutcome::Cancelled => (Event::AcknowledgeCancel, None),
-        };
-        let mut to = transition(JobState::Running, event)?;
-        if run_at.is_some_and(|t| t <= now) {
-            to = transition(to, Event::Promote)?;
-        }
+        let (to, run_at) = (outcome.next_state(now)?, outcome.run_at());
         let entry = AttemptError {
             attempt: job.attempt,
             at: now,

@@ -22,8 +22,7 @@ const DEFAULT_DEAD_LIMIT: u32 = 1000;
 /// switched to grouping re-keys every live job, including those just enqueued.
 pub(crate) async fn queue_upsert(s: &PgStore, config: &QueueConfig) -> Result<(), PgError> {
     let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-    let limited =
-        config.concurrency.is_some() || config.rate_limit.is_some() || config.claims_by_group();
+    let limited = config.has_limits() || config.claims_by_group();
     let max_attempts = i32::try_from(config.retry.max_attempts()).unwrap_or(i32::MAX);
     let mut c = s.client().await?;
     let tx = c.transaction().await?;

@@ -256,15 +256,12 @@ pub(crate) fn apply_failure(
         now,
         rand::random(),
     );
-    let (event, run_at, counter) = match outcome {
-        FailureOutcome::Retry { run_at } => (Event::Retry, Some(run_at), Counter::Retried),
-        FailureOutcome::Dead => (Event::Discard, None, Counter::Dead),
-        FailureOutcome::Cancelled => (Event::AcknowledgeCancel, None, Counter::Cancelled),
+    let counter = match outcome {
+        FailureOutcome::Retry { .. } => Counter::Retried,
+        FailureOutcome::Dead => Counter::Dead,
+        FailureOutcome::Cancelled => Counter::Cancelled,
     };
-    let mut to = transition(JobState::Running, event)?;
-    if run_at.is_some_and(|t| t <= now) {
-        to = transition(to, Event::Promote)?;
-    }
+    let (to, run_at) = (outcome.next_state(now)?, outcome.run_at());
     let entry = AttemptError {
         attempt: job.attempt,
         at: now,

@@ -3,7 +3,7 @@
 
 use flotilla_core::Job;
 use flotilla_store::{CronEntry, StoreResult, Throughput};
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 
 use crate::counts::Changes;
 use crate::row::{json, micros, ms_i64};
@@ -17,22 +17,14 @@ pub(crate) fn jobs(w: &mut Writer, jobs: Vec<Job>) -> StoreResult<u64> {
     let mut top_token = 0;
     for job in &jobs {
         let queue = w.queue(&job.queue)?;
-        let exists = w
-            .conn
-            .prepare_cached("SELECT 1 FROM jobs WHERE id = ?1")
-            .map_err(sql_err)?
-            .query_row([job.id.0], |_| Ok(()))
-            .optional()
-            .map_err(sql_err)?;
-        if exists.is_some() {
-            continue;
-        }
         // In a grouped queue, jobs without a key form the group "" (as on insert).
         let group = job
             .group_key
             .as_deref()
             .or(queue.claims_by_group().then_some(""));
-        insert(w, job, group)?;
+        if !insert(w, job, group)? {
+            continue; // the id is there already
+        }
         if let Some(lease) = &job.lease {
             top_token = top_token.max(lease.token.0);
         }
@@ -45,7 +37,8 @@ pub(crate) fn jobs(w: &mut Writer, jobs: Vec<Job>) -> StoreResult<u64> {
     Ok(inserted)
 }
 
-fn insert(w: &Writer, job: &Job, group: Option<&str>) -> StoreResult<()> {
+/// Inserts `job` unless its id exists; says whether it did.
+fn insert(w: &Writer, job: &Job, group: Option<&str>) -> StoreResult<bool> {
     let retry = job.retry.as_ref().map(json).transpose()?;
     let tags = (!job.tags.is_empty())
         .then(|| json(&job.tags))
@@ -56,14 +49,16 @@ fn insert(w: &Writer, job: &Job, group: Option<&str>) -> StoreResult<()> {
     let progress = job.progress.as_ref().map(json).transpose()?;
     let result = job.result.as_ref().map(json).transpose()?;
     let lease = job.lease.as_ref();
-    w.conn
+    let inserted = w
+        .conn
         .prepare_cached(
             "INSERT INTO jobs (id, queue, kind, state, priority, run_at, attempt, max_attempts,
                                payload, retry, timeout_ms, lease_ms, unique_key, group_key, tags,
                                lease_token, lease_worker, lease_expires_at, cancel_requested,
                                progress, result, errors, created_at, attempted_at, finished_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                     ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
+                     ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)
+             ON CONFLICT (id) DO NOTHING",
         )
         .map_err(sql_err)?
         .execute(params![
@@ -94,7 +89,7 @@ fn insert(w: &Writer, job: &Job, group: Option<&str>) -> StoreResult<()> {
             job.finished_at.map(micros),
         ])
         .map_err(sql_err)?;
-    Ok(())
+    Ok(inserted == 1)
 }
 
 /// See `Store::queue_import_totals`.
