@@ -232,51 +232,7 @@ async fn a_database_outage_is_a_503_and_the_server_recovers() {
     let url = server.url.clone();
     let before = crate::support::enqueue(&url, "q", "k", json!({}), 50).await;
 
-    proxy.cut();
-    let http = reqwest::Client::new();
-    crate::support::eventually("readyz to turn 503", || async {
-        http.get(format!("{url}/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            == 503
-    })
-    .await;
-    let refused = http
-        .post(format!("{url}/v1/jobs"))
-        .json(&json!({"queue": "q", "kind": "k"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), 503);
-    assert_eq!(refused.headers()["retry-after"], "1");
-    let body: Value = refused.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "unavailable");
-    assert_eq!(
-        http.get(format!("{url}/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200,
-        "the server itself is alive"
-    );
-
-    proxy.restore();
-    crate::support::eventually("readyz to turn 200", || async {
-        http.get(format!("{url}/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            == 200
-    })
-    .await;
-    let after = crate::support::enqueue(&url, "q", "k", json!({}), 10).await;
-    assert_eq!(after.len(), 10);
-    let jobs = crate::support::jobs(&url, &before).await;
-    assert!(jobs.iter().all(|j| j["state"] == "available"), "{jobs:?}");
+    rides_out(&url, &before, || proxy.cut(), || proxy.restore()).await;
 }
 
 /// A long-poll waiting on one server returns as soon as another server enqueues: the
@@ -296,23 +252,24 @@ async fn an_enqueue_on_one_server_wakes_a_long_poll_on_another() {
     .await;
     assert_eq!(registered["worker_id"], "w", "{registered}");
     let poll_url = format!("{}/v1/poll", a.url);
-    let started = Instant::now();
     let poll = tokio::spawn(crate::support::post(
         poll_url,
         json!({"worker_id": "w", "queues": ["q"], "max_jobs": 1, "wait_ms": 15000}),
     ));
-    // Give the poll time to start waiting, so that it is woken rather than served at once
-    // (if it is served at once, the assertion below still holds).
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    crate::support::eventually("the poll to wait on server A", || async {
+        let metrics = reqwest::get(format!("{}/metrics", a.url)).await.unwrap();
+        metrics
+            .text()
+            .await
+            .unwrap()
+            .contains("flotilla_polls_waiting 1")
+    })
+    .await;
     let ids = crate::support::enqueue(&b.url, "q", "k", json!({}), 1).await;
+    // Without the wake-up, the poll would end its 15 s wait with no job: the broker
+    // only claims again when woken.
     let answer = poll.await.unwrap();
-    let waited = started.elapsed();
     assert_eq!(answer["jobs"][0]["id"], ids[0], "{answer}");
-    // Without the wake-up, the poll would wait its full 15 s: the broker does not poll.
-    assert!(
-        waited < Duration::from_secs(5),
-        "the poll on server A waited {waited:?} for a job enqueued on server B"
-    );
 }
 
 /// A PostgreSQL server of the test's own (initdb in a temporary directory, a free port), so
@@ -445,17 +402,26 @@ async fn a_postgres_restart_is_ridden_out() {
     let url = server.url.clone();
     let before = crate::support::enqueue(&url, "q", "k", json!({}), 20).await;
 
-    pg.pg_ctl("stop");
+    rides_out(&url, &before, || pg.pg_ctl("stop"), || pg.pg_ctl("start")).await;
+}
+
+/// The server at `url` while its database goes `down` and comes back `up`: `/readyz` 503
+/// and requests 503 `unavailable` with `Retry-After` meanwhile, `/healthz` 200 throughout;
+/// afterwards it serves again and the jobs `before` are all there.
+async fn rides_out(url: &str, before: &[i64], down: impl FnOnce(), up: impl FnOnce()) {
     let http = reqwest::Client::new();
-    crate::support::eventually("readyz to turn 503", || async {
-        http.get(format!("{url}/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            == 503
-    })
-    .await;
+    let ready = |want: u16| {
+        let http = http.clone();
+        move || {
+            let http = http.clone();
+            async move {
+                let answer = http.get(format!("{url}/readyz")).send().await.unwrap();
+                answer.status() == want
+            }
+        }
+    };
+    down();
+    crate::support::eventually("readyz to turn 503", ready(503)).await;
     let refused = http
         .post(format!("{url}/v1/jobs"))
         .json(&json!({"queue": "q", "kind": "k"}))
@@ -464,21 +430,15 @@ async fn a_postgres_restart_is_ridden_out() {
         .unwrap();
     assert_eq!(refused.status(), 503);
     assert_eq!(refused.headers()["retry-after"], "1");
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unavailable");
     let healthz = http.get(format!("{url}/healthz")).send().await.unwrap();
-    assert_eq!(healthz.status(), 200);
+    assert_eq!(healthz.status(), 200, "the server itself is alive");
 
-    pg.pg_ctl("start");
-    crate::support::eventually("readyz to turn 200", || async {
-        http.get(format!("{url}/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            == 200
-    })
-    .await;
-    let after = crate::support::enqueue(&url, "q", "k", json!({}), 5).await;
-    assert_eq!(after.len(), 5);
-    let jobs = crate::support::jobs(&url, &before).await;
+    up();
+    crate::support::eventually("readyz to turn 200", ready(200)).await;
+    let after = crate::support::enqueue(url, "q", "k", json!({}), 10).await;
+    assert_eq!(after.len(), 10);
+    let jobs = crate::support::jobs(url, before).await;
     assert!(jobs.iter().all(|j| j["state"] == "available"), "{jobs:?}");
 }

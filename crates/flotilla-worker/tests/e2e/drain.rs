@@ -23,6 +23,7 @@ async fn shutdown_lets_running_jobs_finish_and_takes_no_more() {
     let worker = h
         .worker()
         .concurrency(3)
+        .health_addr("127.0.0.1:0".parse().unwrap())
         .handler("hold", move |ctx: JobContext| {
             let (started, gate) = (started_tx.clone(), gate.clone());
             async move {
@@ -33,6 +34,7 @@ async fn shutdown_lets_running_jobs_finish_and_takes_no_more() {
         })
         .build()
         .unwrap();
+    let readyz = format!("http://{}/readyz", worker.health_addr().unwrap());
     let (stop, stop_rx) = oneshot::channel();
     let running = start(worker, stop_rx);
     for _ in 0..3 {
@@ -41,6 +43,18 @@ async fn shutdown_lets_running_jobs_finish_and_takes_no_more() {
     // Enqueued while every slot is busy: the worker must not take it once stopping.
     let later = h.enqueue(job("hold", json!("later"))).await;
     stop.send(()).unwrap();
+    // The jobs end only once the worker is draining (its poll loop has stopped), so that
+    // the slots they free are not raced by a poll sent before the stop took effect.
+    within("the worker to drain", async {
+        loop {
+            let answer = reqwest::get(&readyz).await.unwrap();
+            if answer.text().await.unwrap().contains("draining") {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
     release.cancel();
     within("the drain", running).await.unwrap();
 
