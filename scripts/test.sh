@@ -4,6 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/prereqs.sh
 source scripts/postgres.sh
+# moto (S3) and pyftpdlib (FTP), which the object-storage and delivery tests start.
+source scripts/media-services.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all --check
