@@ -171,6 +171,12 @@ async fn cancel_kills_the_whole_process_group() {
     let err = run.await.unwrap().unwrap_err();
 
     assert!(matches!(err, VideoError::Cancelled), "{err}");
+    // The group got SIGKILL and the wrapper was reaped; the grandchild is not our child,
+    // so it may take a moment to finish dying (and be reaped by init): wait, bounded.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pids.iter().any(|pid| is_alive(*pid)) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(
         pids.iter().all(|pid| !is_alive(*pid)),
         "wrapper and ffmpeg {pids:?} are gone"
