@@ -132,6 +132,7 @@ pub(crate) async fn dead(
             state: Some(JobState::Dead),
             ..q
         },
+        None,
     )
     .await
     .map(axum::Json)

@@ -1,6 +1,9 @@
 //! Bearer tokens and roles. With no tokens configured (loopback only) every caller is an
 //! admin. Otherwise: no or unknown token → 401; a role that may not call the route → 403.
 //! Tokens are compared in constant time and never logged.
+//!
+//! The caller (role and token name) goes into the request's extensions as [`Caller`]: the
+//! producer routes use it to show a producer only the jobs enqueued under its name.
 
 use std::sync::Arc;
 
@@ -9,27 +12,52 @@ use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::Response;
 use flotilla_core::ErrorCode;
-use flotilla_server::Role;
+use flotilla_server::{Credential, Role};
 
 use crate::error::ApiError;
 
 /// The configured tokens.
 #[derive(Clone, Default)]
 pub struct Auth {
-    tokens: Arc<Vec<(String, Role)>>,
+    tokens: Arc<Vec<Credential>>,
 }
 
+/// Who is calling: the role of the token presented and its name (`None` without tokens,
+/// where every caller is an admin).
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    pub(crate) role: Role,
+    pub(crate) name: Option<String>,
+}
+
+impl Caller {
+    /// The tag marking the jobs a producer enqueued (`owner:<name>`); `None` for the
+    /// other roles, which see every job.
+    pub(crate) fn owner_tag(&self) -> Option<String> {
+        match (&self.role, &self.name) {
+            (Role::Producer, Some(name)) => Some(format!("{OWNER_TAG_PREFIX}{name}")),
+            _ => None,
+        }
+    }
+}
+
+/// The prefix of the tag that records which producer enqueued a job.
+pub(crate) const OWNER_TAG_PREFIX: &str = "owner:";
+
 impl Auth {
-    /// Authentication with these `(secret, role)` pairs; empty means none.
-    pub fn new(tokens: Vec<(String, Role)>) -> Self {
+    /// Authentication with these credentials; empty means none.
+    pub fn new(tokens: Vec<Credential>) -> Self {
         Self {
             tokens: Arc::new(tokens),
         }
     }
 
-    fn role_of(&self, req: &Request) -> Result<Role, ApiError> {
+    fn caller_of(&self, req: &Request) -> Result<Caller, ApiError> {
         if self.tokens.is_empty() {
-            return Ok(Role::Admin);
+            return Ok(Caller {
+                role: Role::Admin,
+                name: None,
+            });
         }
         let presented = req
             .headers()
@@ -44,8 +72,11 @@ impl Auth {
             })?;
         self.tokens
             .iter()
-            .find(|(secret, _)| constant_time_eq(secret.as_bytes(), presented.as_bytes()))
-            .map(|(_, role)| *role)
+            .find(|c| constant_time_eq(c.secret.as_bytes(), presented.as_bytes()))
+            .map(|c| Caller {
+                role: c.role,
+                name: Some(c.name.clone()),
+            })
             .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "unknown bearer token"))
     }
 }
@@ -61,10 +92,12 @@ pub(crate) struct Allowed(pub(crate) &'static [Role]);
 /// Middleware: refuses callers whose role is not in `allowed`.
 pub(crate) async fn require(
     State((auth, allowed)): State<(Auth, Allowed)>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let role = auth.role_of(&req)?;
+    let caller = auth.caller_of(&req)?;
+    let role = caller.role;
+    req.extensions_mut().insert(caller);
     if role != Role::Admin && !allowed.0.contains(&role) {
         return Err(ApiError::new(
             ErrorCode::Forbidden,

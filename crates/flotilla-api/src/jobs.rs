@@ -1,17 +1,23 @@
 //! Producer routes: enqueue, read, list, cancel, retry.
+//!
+//! A producer token sees only its own jobs: each job it enqueues is tagged
+//! `owner:<token name>`, its lists are filtered on that tag, and another's job answers
+//! `job_not_found` as if it did not exist. Admins see every job.
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
-use flotilla_core::{JobId, JobState};
+use flotilla_core::{ErrorCode, JobId, JobState};
 use flotilla_proto::{
     EnqueueBatchRequest, EnqueueBatchResponse, EnqueueResponse, ErrorBody, Job, JobListQuery,
     JobPage, NewJob,
 };
 use flotilla_store::{
-    InsertedJob, JobCancelParams, JobInsertManyParams, JobListParams, JobRetryParams,
+    InsertedJob, JobCancelParams, JobInsertManyParams, JobListParams, JobRetryParams, StoreError,
 };
 
 use crate::AppState;
+use crate::auth::{Caller, OWNER_TAG_PREFIX};
 use crate::error::ApiError;
 use crate::extract::{Json, Path, Query};
 
@@ -28,8 +34,10 @@ fn response(j: InsertedJob) -> EnqueueResponse {
     responses((status = 202, body = EnqueueResponse), (status = "4XX", body = ErrorBody)))]
 pub(crate) async fn enqueue(
     State(s): State<AppState>,
-    Json(job): Json<NewJob>,
+    Extension(caller): Extension<Caller>,
+    Json(mut job): Json<NewJob>,
 ) -> Result<(StatusCode, axum::Json<EnqueueResponse>), ApiError> {
+    mark_owner(&caller, &mut job)?;
     let queue = job.queue.clone();
     let inserted = s.engine.store.job_insert(job, s.engine.clock.now()).await?;
     if inserted.state == JobState::Available && !inserted.duplicate {
@@ -43,8 +51,12 @@ pub(crate) async fn enqueue(
     responses((status = 202, body = EnqueueBatchResponse), (status = "4XX", body = ErrorBody)))]
 pub(crate) async fn enqueue_batch(
     State(s): State<AppState>,
-    Json(req): Json<EnqueueBatchRequest>,
+    Extension(caller): Extension<Caller>,
+    Json(mut req): Json<EnqueueBatchRequest>,
 ) -> Result<(StatusCode, axum::Json<EnqueueBatchResponse>), ApiError> {
+    for job in &mut req.jobs {
+        mark_owner(&caller, job)?;
+    }
     let queues: Vec<String> = req.jobs.iter().map(|j| j.queue.clone()).collect();
     let params = JobInsertManyParams {
         jobs: req.jobs,
@@ -70,9 +82,34 @@ pub(crate) async fn enqueue_batch(
     responses((status = 200, body = Job), (status = "4XX", body = ErrorBody)))]
 pub(crate) async fn get(
     State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<i64>,
 ) -> Result<axum::Json<Job>, ApiError> {
-    Ok(axum::Json(s.engine.store.job_get(JobId(id)).await?))
+    Ok(axum::Json(visible_job(&s, &caller, JobId(id)).await?))
+}
+
+/// Tags a producer's job with its owner; a producer may not set owner tags itself.
+fn mark_owner(caller: &Caller, job: &mut NewJob) -> Result<(), ApiError> {
+    let Some(owner) = caller.owner_tag() else {
+        return Ok(());
+    };
+    if job.tags.iter().any(|t| t.starts_with(OWNER_TAG_PREFIX)) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidArgument,
+            format!("tags starting with {OWNER_TAG_PREFIX:?} are set by the server"),
+        ));
+    }
+    job.tags.push(owner);
+    Ok(())
+}
+
+/// The job `id`, if the caller may see it; another producer's job is `job_not_found`.
+async fn visible_job(s: &AppState, caller: &Caller, id: JobId) -> Result<Job, ApiError> {
+    let job = s.engine.store.job_get(id).await?;
+    match caller.owner_tag() {
+        Some(owner) if !job.tags.contains(&owner) => Err(StoreError::JobNotFound(id).into()),
+        _ => Ok(job),
+    }
 }
 
 /// Jobs matching the filters, newest first, a page at a time.
@@ -80,18 +117,23 @@ pub(crate) async fn get(
     responses((status = 200, body = JobPage), (status = "4XX", body = ErrorBody)))]
 pub(crate) async fn list(
     State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<JobListQuery>,
 ) -> Result<axum::Json<JobPage>, ApiError> {
-    page(&s, q).await.map(axum::Json)
+    page(&s, q, caller.owner_tag()).await.map(axum::Json)
 }
 
-/// Runs a list query.
-pub(crate) async fn page(s: &AppState, q: JobListQuery) -> Result<JobPage, ApiError> {
+/// Runs a list query; only jobs tagged `owner` when given.
+pub(crate) async fn page(
+    s: &AppState,
+    q: JobListQuery,
+    owner: Option<String>,
+) -> Result<JobPage, ApiError> {
     let params = JobListParams {
         queue: q.queue,
         state: q.state,
         kind: q.kind,
-        tag: q.tag,
+        tags: q.tag.into_iter().chain(owner).collect(),
         created_after: q.created_after,
         created_before: q.created_before,
         cursor: q.cursor,
@@ -109,8 +151,10 @@ pub(crate) async fn page(s: &AppState, q: JobListQuery) -> Result<JobPage, ApiEr
     responses((status = 200, body = Job), (status = "4XX", body = ErrorBody)))]
 pub(crate) async fn cancel(
     State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<i64>,
 ) -> Result<axum::Json<Job>, ApiError> {
+    visible_job(&s, &caller, JobId(id)).await?;
     let params = JobCancelParams {
         job_id: JobId(id),
         now: s.engine.clock.now(),
@@ -123,8 +167,10 @@ pub(crate) async fn cancel(
     responses((status = 200, body = Job), (status = "4XX", body = ErrorBody)))]
 pub(crate) async fn retry(
     State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<i64>,
 ) -> Result<axum::Json<Job>, ApiError> {
+    visible_job(&s, &caller, JobId(id)).await?;
     let params = JobRetryParams {
         job_id: JobId(id),
         now: s.engine.clock.now(),

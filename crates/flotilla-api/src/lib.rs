@@ -20,6 +20,7 @@ pub mod extract;
 pub mod jobs;
 pub mod metrics;
 pub mod openapi;
+pub mod runs;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod workers;
@@ -98,6 +99,11 @@ pub fn router(engine: Engine, auth: Auth, limits: Limits) -> Router {
             "/v1/jobs/{id}/retry",
             post(jobs::retry.layer(producer.clone())),
         )
+        .route(
+            "/v1/runs",
+            post(runs::create.layer(producer.clone())).get(runs::list.layer(producer.clone())),
+        )
+        .route("/v1/runs/{id}", get(runs::get.layer(producer.clone())))
         .route(
             "/v1/workers",
             post(workers::register.layer(worker.clone())).get(admin::workers.layer(admin.clone())),

@@ -4,13 +4,14 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{admin, jobs, workers};
+use crate::{admin, jobs, runs, workers};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Flotilla", description = "Durable task queues with pull-based workers. Every error is `{\"error\":{\"code\",\"message\"}}`."),
     paths(
         jobs::enqueue, jobs::enqueue_batch, jobs::get, jobs::list, jobs::cancel, jobs::retry,
+        runs::create, runs::get, runs::list,
         workers::register, workers::status, workers::poll, workers::heartbeat, workers::complete, workers::fail,
         workers::ack_batch,
         admin::queues, admin::queue, admin::configure, admin::pause, admin::resume, admin::workers, admin::dead, admin::replay,

@@ -78,9 +78,10 @@ pub(crate) async fn poll(
     State(s): State<AppState>,
     Json(req): Json<PollRequest>,
 ) -> Result<axum::Json<PollResponse>, ApiError> {
-    if !s.engine.workers.touch(&req.worker_id) {
+    let Some(drain) = s.engine.workers.drain_signal(&req.worker_id) else {
         return Err(unknown_worker(&req.worker_id));
-    }
+    };
+    s.engine.workers.touch(&req.worker_id);
     if req.queues.is_empty() || req.max_jobs > MAX_POLL {
         return Err(ApiError::new(
             ErrorCode::InvalidArgument,
@@ -91,7 +92,7 @@ pub(crate) async fn poll(
     let jobs = s
         .engine
         .broker
-        .poll(&req.worker_id, &req.queues, req.max_jobs, wait)
+        .poll(&req.worker_id, &req.queues, req.max_jobs, wait, &drain)
         .await?;
     let now = s.engine.clock.now();
     for job in &jobs {
@@ -110,6 +111,9 @@ pub(crate) async fn heartbeat(
     Path(id): Path<i64>,
     Json(req): Json<HeartbeatRequest>,
 ) -> Result<axum::Json<HeartbeatResponse>, ApiError> {
+    if let Some(worker) = &req.worker_id {
+        s.engine.workers.touch(worker);
+    }
     let params = JobHeartbeatParams {
         job_id: JobId(id),
         token: req.token,
@@ -173,6 +177,9 @@ pub(crate) async fn ack_batch(
     State(s): State<AppState>,
     Json(req): Json<AckBatchRequest>,
 ) -> Result<axum::Json<AckBatchResponse>, ApiError> {
+    if let Some(worker) = &req.worker_id {
+        s.engine.workers.touch(worker);
+    }
     let ids: Vec<JobId> = req.complete.iter().map(|c| c.id).collect();
     let completions = req
         .complete

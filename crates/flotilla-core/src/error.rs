@@ -31,6 +31,8 @@ pub enum ErrorCode {
     QueueNotFound,
     /// No cron schedule has this name.
     CronNotFound,
+    /// No pipeline run (asset) has this id.
+    RunNotFound,
     /// The lease token is not the job's current one: the lease expired and the job moved on.
     LeaseMismatch,
     /// No registered worker has this id (e.g. after a server restart): register again.
@@ -57,7 +59,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 23] = [
         Self::InvalidArgument,
         Self::InvalidQueueName,
         Self::InvalidKind,
@@ -69,6 +71,7 @@ impl ErrorCode {
         Self::JobNotFound,
         Self::QueueNotFound,
         Self::CronNotFound,
+        Self::RunNotFound,
         Self::LeaseMismatch,
         Self::WorkerNotFound,
         Self::MalformedRequest,
@@ -105,6 +108,7 @@ impl ErrorCode {
             Self::JobNotFound => ("job_not_found", 404),
             Self::QueueNotFound => ("queue_not_found", 404),
             Self::CronNotFound => ("cron_not_found", 404),
+            Self::RunNotFound => ("run_not_found", 404),
             Self::LeaseMismatch => ("lease_mismatch", 409),
             Self::WorkerNotFound => ("worker_not_found", 404),
             Self::MalformedRequest => ("malformed_request", 400),

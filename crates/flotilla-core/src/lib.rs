@@ -7,6 +7,7 @@
 //! - [`state`]: [`JobState`] and the state machine ([`transition`]), which refuses illegal moves.
 //! - [`retry`]: [`RetryPolicy`] and [`on_failure`], the one place that decides retry vs dead.
 //! - [`queue`]: [`QueueConfig`]: lease, timeout, retry, retention, limits, fairness.
+//! - [`run`]: pipeline runs: [`NewRun`], [`Run`], dependencies checked by [`validate_run`].
 //! - [`cron`]: [`CronSpec`], [`CronSchedule`] and [`cron_decision`] (fire, backfill or skip).
 //! - [`clock`]: the injectable [`Clock`], with [`SystemClock`] and [`ManualClock`].
 //! - [`error`]: [`Error`] and the table of stable [`ErrorCode`]s shared by every layer.
@@ -22,6 +23,7 @@ pub mod error;
 pub mod job;
 pub mod queue;
 pub mod retry;
+pub mod run;
 pub mod state;
 
 pub use clock::{Clock, ManualClock, SystemClock, truncate_micros};
@@ -34,6 +36,10 @@ pub use job::{
 };
 pub use queue::{QueueConfig, Retention, round_robin};
 pub use retry::{FailureOutcome, RetryPolicy, on_failure};
+pub use run::{
+    MAX_STEPS, NewRun, NewStep, RUN_PAYLOAD_KEY, Run, RunId, RunState, Step, StepState, run_state,
+    step_payload, step_state, validate_run,
+};
 pub use state::{Event, JobState, transition};
 
 /// Timestamps used throughout Flotilla: UTC, microsecond precision.

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-pub use flotilla_core::{Job, NewJob};
+pub use flotilla_core::{Job, NewJob, NewRun, NewStep, Run, RunId, RunState, Step, StepState};
 
 /// Every error response: `{"error": {"code": "...", "message": "..."}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -99,6 +99,38 @@ pub struct JobPage {
     pub next_cursor: Option<JobId>,
 }
 
+// ----- pipeline runs -----
+
+/// `POST /v1/runs` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RunCreatedResponse {
+    /// The new run's id.
+    pub id: RunId,
+}
+
+/// Filters of `GET /v1/runs`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RunListQuery {
+    /// Only runs of this pipeline.
+    pub pipeline: Option<String>,
+    /// The previous page's `next_cursor`.
+    pub cursor: Option<RunId>,
+    /// Page size, 1 to 100 (default 20).
+    pub limit: Option<u32>,
+}
+
+/// A page of runs, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RunPage {
+    /// The runs.
+    pub runs: Vec<Run>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<RunId>,
+}
+
 // ----- workers -----
 
 /// `POST /v1/workers`: a worker introduces itself.
@@ -159,6 +191,10 @@ pub struct PollResponse {
 pub struct HeartbeatRequest {
     /// The lease token.
     pub token: LeaseToken,
+    /// The worker sending it, when registered: the beat counts as hearing from it
+    /// (its `last_seen_at`), besides extending the lease.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_id: Option<String>,
     /// Progress to store (any JSON), if any.
     #[serde(default)]
     pub progress: Option<Value>,
@@ -253,6 +289,9 @@ pub struct ReleaseItem {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AckBatchRequest {
+    /// The worker sending it, when registered: counts as hearing from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_id: Option<String>,
     /// Completions.
     #[serde(default)]
     pub complete: Vec<CompleteItem>,

@@ -15,6 +15,7 @@ use flotilla_core::{Clock, Job};
 use flotilla_store::{JobClaimParams, Store, StoreResult};
 use futures::future::select_all;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 /// The longest a poll may wait.
 pub const MAX_WAIT: Duration = Duration::from_secs(20);
@@ -92,13 +93,14 @@ impl Broker {
 
     /// Claims up to `max_jobs` from `queues` for `worker_id`, waiting up to `wait` (capped at
     /// [`MAX_WAIT`]) for the first one. Returns at once when jobs are available, and with an
-    /// empty list when the wait ends.
+    /// empty list when the wait ends or `stop` fires (the worker began draining).
     pub async fn poll(
         &self,
         worker_id: &str,
         queues: &[String],
         max_jobs: u32,
         wait: Duration,
+        stop: &CancellationToken,
     ) -> StoreResult<Vec<Job>> {
         let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
         let notifies: Vec<Arc<Notify>> = queues.iter().map(|q| self.notify(q)).collect();
@@ -120,15 +122,19 @@ impl Broker {
                 .await?;
             if !jobs.is_empty()
                 || max_jobs == 0
+                || stop.is_cancelled()
                 || tokio::time::Instant::now() >= deadline
                 || waits.is_empty()
             {
                 return Ok(jobs);
             }
             self.waiting.fetch_add(1, Ordering::Relaxed);
-            let woken = tokio::time::timeout_at(deadline, select_all(waits)).await;
+            let woken = tokio::select! {
+                woken = tokio::time::timeout_at(deadline, select_all(waits)) => woken.is_ok(),
+                () = stop.cancelled() => false,
+            };
             self.waiting.fetch_sub(1, Ordering::Relaxed);
-            if woken.is_err() {
+            if !woken {
                 return Ok(Vec::new());
             }
         }

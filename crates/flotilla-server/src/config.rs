@@ -10,6 +10,11 @@
 //! role = "admin"
 //! token_env = "FLOTILLA_ADMIN_TOKEN"   # or: token = "..."
 //!
+//! [[tokens]]
+//! role = "producer"
+//! name = "web-app"                      # whose jobs these are; default producer-1, -2, …
+//! token_env = "FLOTILLA_WEB_TOKEN"
+//!
 //! [[queues]]
 //! name = "default"
 //! lease = "30s"
@@ -51,6 +56,12 @@ pub enum Role {
 pub struct TokenConfig {
     /// The role.
     pub role: Role,
+    /// Who holds it (letters, digits, `.`, `_`, `-`; at most 64). A producer sees only the
+    /// jobs enqueued under its name. Default: the role and its position among the tokens
+    /// of that role (`producer-1`, `producer-2`, …), so name producer tokens whose order
+    /// may change.
+    #[serde(default)]
+    pub name: Option<String>,
     /// The secret itself.
     #[serde(default)]
     pub token: Option<String>,
@@ -64,8 +75,56 @@ impl std::fmt::Debug for TokenConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenConfig")
             .field("role", &self.role)
+            .field("name", &self.name)
             .field("token_env", &self.token_env)
             .finish_non_exhaustive()
+    }
+}
+
+impl Role {
+    /// The role's name, as in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Producer => "producer",
+            Role::Worker => "worker",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// A resolved token: its secret, role and holder's name.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// The bearer secret.
+    pub secret: String,
+    /// What it may do.
+    pub role: Role,
+    /// Who holds it; see [`TokenConfig::name`].
+    pub name: String,
+}
+
+impl std::fmt::Debug for Credential {
+    // Never print a secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("role", &self.role)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn valid_token_name(name: &str) -> Result<String, ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(name.to_owned())
+    } else {
+        Err(ConfigError::Invalid(format!(
+            "token name {name:?}: use 1 to 64 letters, digits, '.', '_' or '-'"
+        )))
     }
 }
 
@@ -210,6 +269,7 @@ impl ServerConfig {
                 )?;
                 self.tokens.push(TokenConfig {
                     role,
+                    name: None,
                     token: Some(secret.into()),
                     token_env: None,
                 });
@@ -218,14 +278,21 @@ impl ServerConfig {
         Ok(())
     }
 
-    /// The secrets and their roles, reading `token_env` variables from `env`.
+    /// The secrets with their roles and names, reading `token_env` variables from `env`.
     pub fn resolve_tokens(
         &self,
         env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Vec<(String, Role)>, ConfigError> {
+    ) -> Result<Vec<Credential>, ConfigError> {
+        let mut seen: Vec<Role> = Vec::new();
         self.tokens
             .iter()
             .map(|t| {
+                seen.push(t.role);
+                let position = seen.iter().filter(|r| **r == t.role).count();
+                let name = match &t.name {
+                    Some(name) => valid_token_name(name)?,
+                    None => format!("{}-{position}", t.role.as_str()),
+                };
                 let secret = match (&t.token, &t.token_env) {
                     (Some(s), None) => s.clone(),
                     (None, Some(var)) => env(var).ok_or_else(|| {
@@ -243,7 +310,11 @@ impl ServerConfig {
                         t.role
                     )));
                 }
-                Ok((secret, t.role))
+                Ok(Credential {
+                    secret,
+                    role: t.role,
+                    name,
+                })
             })
             .collect()
     }
@@ -349,8 +420,13 @@ kind = "noop"
         let tokens = config.resolve_tokens(|_| None).unwrap();
         assert_eq!(
             tokens,
-            vec![("0123456789abcdef0123".to_owned(), Role::Admin)]
+            vec![Credential {
+                secret: "0123456789abcdef0123".to_owned(),
+                role: Role::Admin,
+                name: "admin-1".to_owned(),
+            }]
         );
+        assert!(!format!("{tokens:?}").contains("0123456789abcdef"));
         assert!(!format!("{config:?}").contains("0123456789abcdef"));
     }
 }

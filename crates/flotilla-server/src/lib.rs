@@ -23,7 +23,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use broker::Broker;
-pub use config::{ConfigError, Role, ServerConfig, TokenConfig};
+pub use config::{ConfigError, Credential, Role, ServerConfig, TokenConfig};
 pub use workers::WorkerRegistry;
 
 use services::{CronScheduler, Promoter, Pruner, Reaper, ServiceIntervals, run_service};

@@ -1,5 +1,9 @@
 //! Registered workers: who they are, when they were last heard from, and what they last
 //! reported. Kept in memory: a worker re-registers (keeping its id) when a server restarts.
+//!
+//! Each worker also has a drain signal: when it reports that it is draining, its long-poll
+//! waiting on this server ends at once (empty), so a stopping worker is not handed jobs it
+//! would only give back, and a poll it sent just before stopping is answered promptly.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -7,6 +11,7 @@ use std::time::Duration;
 
 use flotilla_core::Clock;
 use flotilla_proto::{RegisterRequest, WorkerHealth, WorkerStatusRequest, WorkerView};
+use tokio_util::sync::CancellationToken;
 
 /// A worker not heard from for this long shows as unhealthy.
 pub const SILENT_AFTER: Duration = Duration::from_secs(60);
@@ -16,7 +21,13 @@ pub const FORGET_AFTER: Duration = Duration::from_secs(600);
 /// See the module docs.
 pub struct WorkerRegistry {
     clock: Arc<dyn Clock>,
-    workers: Mutex<HashMap<String, WorkerView>>,
+    workers: Mutex<HashMap<String, Registered>>,
+}
+
+/// A worker as shown, and its drain signal (cancelled once it reports draining).
+struct Registered {
+    view: WorkerView,
+    drain: CancellationToken,
 }
 
 impl WorkerRegistry {
@@ -50,11 +61,19 @@ impl WorkerRegistry {
             registered_at: now,
             last_seen_at: now,
         };
+        let drain = CancellationToken::new();
         self.workers
             .lock()
             .expect("registry lock")
-            .insert(id.clone(), view);
+            .insert(id.clone(), Registered { view, drain });
         id
+    }
+
+    /// The drain signal of `id`, cancelled once it reported that it is draining; `None`
+    /// if it is not registered. A long-poll of the worker ends when it fires.
+    pub fn drain_signal(&self, id: &str) -> Option<CancellationToken> {
+        let workers = self.workers.lock().expect("registry lock");
+        workers.get(id).map(|w| w.drain.clone())
     }
 
     /// Notes that `id` was heard from; `false` if it is not registered.
@@ -63,7 +82,7 @@ impl WorkerRegistry {
         let mut workers = self.workers.lock().expect("registry lock");
         match workers.get_mut(id) {
             Some(w) => {
-                w.last_seen_at = now;
+                w.view.last_seen_at = now;
                 true
             }
             None => false,
@@ -74,9 +93,12 @@ impl WorkerRegistry {
     pub fn report(&self, id: &str, status: WorkerStatusRequest) -> bool {
         let now = self.clock.now();
         let mut workers = self.workers.lock().expect("registry lock");
-        let Some(w) = workers.get_mut(id) else {
+        let Some(Registered { view: w, drain }) = workers.get_mut(id) else {
             return false;
         };
+        if status.draining {
+            drain.cancel();
+        }
         w.health = status.health;
         w.running = status.running;
         w.succeeded = status.succeeded;
@@ -92,11 +114,11 @@ impl WorkerRegistry {
         let now = self.clock.now();
         let mut workers = self.workers.lock().expect("registry lock");
         let silent = |w: &WorkerView| (now - w.last_seen_at).to_std().unwrap_or_default();
-        workers.retain(|_, w| silent(w) < FORGET_AFTER);
+        workers.retain(|_, w| silent(&w.view) < FORGET_AFTER);
         let mut list: Vec<WorkerView> = workers
             .values()
             .map(|w| {
-                let mut w = w.clone();
+                let mut w = w.view.clone();
                 if silent(&w) >= SILENT_AFTER {
                     w.health = WorkerHealth::Unhealthy;
                 }

@@ -7,7 +7,7 @@
 //! database — row locks, `SKIP LOCKED`, a unique index, sequences — and every statement
 //! takes its `now` from the caller, exactly as in SQLite.
 //!
-//! # Schema (`migrations/0001_init.sql`)
+//! # Schema (`migrations/0001_init.sql`, `0002_runs.sql`)
 //! - `jobs`: one row per job, `bigserial` ids (increasing in enqueue order), states as
 //!   `smallint` (0 scheduled … 5 dead, as in SQLite), payload, result, progress and error
 //!   history as `json` (kept as written; unlike `jsonb` it accepts any JSON text, including
@@ -23,6 +23,9 @@
 //!   was last served; `cron`: schedules and their last tick; `flotilla_migrations`.
 //! - Sequence `lease_tokens`: one store-wide, uncached sequence, so a later claim always
 //!   gets a larger token, whichever server makes it.
+//! - `runs` and `run_steps` (pipeline runs, see `runs`): per step its dependencies
+//!   (`text[]`), how many have not succeeded yet, its job's template while it waits, then
+//!   its job id (unique) and, once it succeeded, its result. States are read from the jobs.
 //!
 //! **Times are `timestamptz`.** PostgreSQL keeps them as 64-bit microseconds since 2000,
 //! the precision of [`flotilla_core::Timestamp`], so a value reads back exactly as written,
@@ -142,13 +145,23 @@
 //! anyway, so a lost wakeup costs latency, never a job. [`PgOptions::wakeups`] `= false`
 //! turns wakeups off (no `NOTIFY`, no listener; servers then rely on polling).
 //!
+//! # Pipeline runs (see `runs`)
+//! `run_create` inserts the run, its first steps' jobs (through the ordinary insert) and
+//! its step rows in one transaction. A completion that finishes a step enqueues its ready
+//! successors in the same transaction: the completion statement, which runs outside any
+//! transaction, leaves the batch's steps alone and names them (one index scan for the
+//! batch, in the same round trip), and only then does a transaction complete them and run
+//! the hook. A batch without steps therefore costs one statement, as before; the
+//! successors' queues are announced after the commit like any enqueue's.
+//!
 //! # Copying between stores (see `import`)
 //! `job_import` inserts jobs exactly as given, 1,000 per statement, skipping ids that
 //! exist (`ON CONFLICT (id) DO NOTHING`), with counts and groups updated like any insert;
 //! it first moves the id and lease-token sequences forwards past the copied values. It is
 //! meant for a store that is not yet taking work: an enqueue that drew an id in the copied
 //! range before the sequence moved would collide with a copied job.
-//! `queue_import_totals` raises one shard by the missing difference.
+//! `queue_import_totals` raises one shard by the missing difference. Pipeline runs are
+//! not copied: their step jobs arrive as plain jobs, and completing them enqueues nothing.
 //!
 //! # Errors
 //! Connection failures, pool timeouts and a server that is shutting down or out of
@@ -168,6 +181,7 @@ mod insert;
 mod maintenance;
 mod read;
 mod row;
+mod runs;
 mod schema;
 mod url;
 mod wakeup;
@@ -178,7 +192,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use flotilla_core::{CronSchedule, DEFAULT_MAX_PAYLOAD_BYTES, Job, JobId, JobState, QueueConfig};
+use flotilla_core::{
+    CronSchedule, DEFAULT_MAX_PAYLOAD_BYTES, Job, JobId, JobState, QueueConfig, Run, RunId,
+};
 use flotilla_store::*;
 use tokio_postgres::NoTls;
 
@@ -485,7 +501,10 @@ impl Store for PgStore {
         &self,
         params: JobCompleteManyParams,
     ) -> StoreResult<ItemResults<()>> {
-        run!(ack::complete_many(self, &params))
+        // Retries happen per part inside: a part that committed is not run again.
+        ack::complete_many(self, &params)
+            .await
+            .map_err(StoreError::from)
     }
 
     async fn job_fail_many(&self, params: JobFailManyParams) -> StoreResult<ItemResults<JobState>> {
@@ -538,6 +557,20 @@ impl Store for PgStore {
 
     async fn cron_fire_due(&self, params: MaintenanceParams) -> StoreResult<CronReport> {
         run!(cron::fire_due(self, &params))
+    }
+
+    async fn run_create(&self, params: RunCreateParams) -> StoreResult<RunCreated> {
+        let (run, now) = (&params.run, params.now);
+        runs::check(run, now, self.max_payload_bytes)?;
+        run!(runs::create(self, run, now))
+    }
+
+    async fn run_get(&self, id: RunId) -> StoreResult<Run> {
+        run!(runs::get_run(self, id))
+    }
+
+    async fn run_list(&self, params: RunListParams) -> StoreResult<RunPage> {
+        run!(runs::list(self, &params))
     }
 
     async fn job_import(&self, jobs: Vec<Job>) -> StoreResult<u64> {

@@ -49,7 +49,7 @@ pub(crate) async fn job_list(s: &PgStore, p: &JobListParams) -> Result<JobPage, 
     if let Some(k) = &p.kind {
         filter(" AND kind = ?", "::text", Box::new(k.clone()));
     }
-    if let Some(t) = &p.tag {
+    for t in &p.tags {
         filter(" AND ? = ANY(tags)", "::text", Box::new(t.clone()));
     }
     if let Some(t) = p.created_after {

@@ -14,8 +14,10 @@ use crate::error::PgError;
 use crate::row::get;
 
 /// The migrations: version, name, SQL.
-pub(crate) const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/0001_init.sql")),
+    (2, "runs", include_str!("../migrations/0002_runs.sql")),
+];
 
 /// The advisory-lock key of migrations in `schema`: FNV-1a of a fixed prefix and the
 /// schema name, so it is the same in every build and on every server.

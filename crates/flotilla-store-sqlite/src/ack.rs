@@ -8,8 +8,8 @@ use flotilla_core::{
     RetryPolicy, Timestamp, lease_expiry, on_failure, transition, truncate_utf8,
 };
 use flotilla_store::{
-    Heartbeat, ItemResults, JobCompleteManyParams, JobFailManyParams, JobHeartbeatParams,
-    JobReleaseParams, StoreError, StoreResult,
+    Completion, Heartbeat, ItemResults, JobCompleteManyParams, JobFailManyParams,
+    JobHeartbeatParams, JobReleaseParams, StoreError, StoreResult,
 };
 use std::collections::HashMap;
 
@@ -80,6 +80,12 @@ pub(crate) fn complete_many(
             done.insert(id, place);
         }
     }
+    let completed: Vec<&Completion> = p
+        .completions
+        .iter()
+        .filter(|c| done.contains_key(&c.job_id.0))
+        .collect();
+    crate::runs::completed(w, &completed, p.now)?;
     let mut changes = Changes::default();
     let results = p
         .completions

@@ -32,6 +32,7 @@ mod insert;
 mod maintenance;
 mod read;
 mod row;
+mod runs;
 mod schema;
 mod writer;
 
@@ -41,7 +42,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use flotilla_core::{
-    CronSchedule, DEFAULT_MAX_PAYLOAD_BYTES, Job, JobId, JobState, QueueConfig, Timestamp,
+    CronSchedule, DEFAULT_MAX_PAYLOAD_BYTES, Job, JobId, JobState, QueueConfig, Run, RunId,
+    Timestamp,
 };
 use flotilla_store::*;
 
@@ -303,5 +305,27 @@ impl Store for SqliteStore {
 
     async fn cron_import(&self, entry: CronEntry) -> StoreResult<()> {
         self.writer.call(move |w| import::cron(w, entry)).await
+    }
+
+    async fn run_create(&self, params: RunCreateParams) -> StoreResult<RunCreated> {
+        flotilla_core::validate_run(&params.run)?;
+        let max_payload = self.max_payload_bytes;
+        self.writer
+            .call_led(Lead::Caller, move |w| {
+                runs::create(w, params.run, params.now, max_payload)
+            })
+            .await
+    }
+
+    async fn run_get(&self, id: RunId) -> StoreResult<Run> {
+        self.read(move |c| runs::get(c, id)).await
+    }
+
+    async fn run_list(&self, params: RunListParams) -> StoreResult<RunPage> {
+        self.read(move |c| runs::list(c, &params)).await
+    }
+
+    fn wakeups(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        Some(self.writer.subscribe())
     }
 }

@@ -47,7 +47,7 @@ pub(crate) fn job_list(conn: &Connection, p: &JobListParams) -> StoreResult<JobP
     if let Some(k) = &p.kind {
         filter(" AND kind = ?", k.clone().into());
     }
-    if let Some(t) = &p.tag {
+    for t in &p.tags {
         filter(
             " AND EXISTS (SELECT 1 FROM json_each(jobs.tags) WHERE value = ?)",
             t.clone().into(),

@@ -11,7 +11,10 @@ use rusqlite::Connection;
 
 use crate::sql_err;
 
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_runs.sql"),
+];
 
 /// Takes the advisory lock that makes this process the file's only store.
 pub(crate) fn lock_file(path: &Path) -> StoreResult<File> {

@@ -60,6 +60,9 @@ pub(crate) struct Writer {
     pub(crate) queues: HashMap<String, QueueConfig>,
     pub(crate) buckets: HashMap<String, crate::claim::Bucket>,
     pub(crate) next_token: i64,
+    /// Queues whose jobs the store itself made claimable (pipeline steps enqueued by a
+    /// completion), announced to the server's long-polls.
+    pub(crate) wakeups: tokio::sync::broadcast::Sender<String>,
     token_at_begin: i64,
     /// The batch has one call, which then needs no savepoint: the transaction is its own.
     alone: bool,
@@ -75,6 +78,7 @@ pub(crate) struct WriterHandle {
     wake: mpsc::SyncSender<()>,
     /// Relaxed durability: every call may lead, without yielding first.
     relaxed: bool,
+    wakeups: tokio::sync::broadcast::Sender<String>,
 }
 
 /// What the handles and the writer thread share.
@@ -88,11 +92,13 @@ struct Shared {
 impl WriterHandle {
     /// Starts the writer thread on `conn`; `relaxed` when commits do not wait for the disk.
     pub(crate) fn spawn(conn: Connection, relaxed: bool) -> StoreResult<Self> {
+        let wakeups = tokio::sync::broadcast::channel(256).0;
         let mut writer = Writer {
             conn,
             queues: HashMap::new(),
             buckets: HashMap::new(),
             next_token: 0,
+            wakeups: wakeups.clone(),
             token_at_begin: 0,
             alone: false,
             alone_failed: false,
@@ -113,7 +119,13 @@ impl WriterHandle {
             shared,
             wake,
             relaxed,
+            wakeups,
         })
+    }
+
+    /// Subscribes to the queues the store itself makes claimable (see [`Writer::wakeups`]).
+    pub(crate) fn subscribe(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.wakeups.subscribe()
     }
 
     /// Runs `f` inside the next group commit, led by the writer thread (see the module

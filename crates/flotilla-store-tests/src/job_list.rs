@@ -72,7 +72,7 @@ pub async fn list_filters(h: Harness) {
     );
     assert_eq!(
         find(JobListParams {
-            tag: Some("x".into()),
+            tags: vec!["x".into()],
             ..all.clone()
         })
         .await,
@@ -80,11 +80,29 @@ pub async fn list_filters(h: Harness) {
     );
     assert_eq!(
         find(JobListParams {
-            tag: Some("y".into()),
+            tags: vec!["y".into()],
             ..all.clone()
         })
         .await,
         vec![a2]
+    );
+    assert_eq!(
+        find(JobListParams {
+            tags: vec!["x".into(), "y".into()],
+            ..all.clone()
+        })
+        .await,
+        vec![a2],
+        "every tag must match"
+    );
+    assert_eq!(
+        find(JobListParams {
+            tags: vec!["y".into(), "z".into()],
+            ..all.clone()
+        })
+        .await,
+        vec![],
+        "every tag must match"
     );
     assert_eq!(
         find(JobListParams {

@@ -20,6 +20,7 @@
 //! - [`retry`]: failure, retry policies, dead jobs, `job_retry`, replay and purge.
 //! - [`queue`]: queue settings, pause/resume, stats, pruning.
 //! - [`cancel`]: cancelling waiting and running jobs.
+//! - [`runs`]: pipeline runs: steps enqueued as their dependencies succeed.
 //! - [`copy`]: importing jobs, counters and schedules copied from another store.
 //! - [`cron`]: firing schedules exactly once, backfill and skipping.
 //! - [`limits`]: concurrency, group concurrency, rate limits, fairness.
@@ -51,6 +52,7 @@ pub mod lease;
 pub mod limits;
 pub mod queue;
 pub mod retry;
+pub mod runs;
 pub mod support;
 
 /// A fresh store for one test case.
@@ -174,6 +176,15 @@ macro_rules! __store_conformance_cases {
                 requested_cancel_then_lease_expiry_cancels,
                 terminal_jobs_refuse_cancel,
             }
+            runs {
+                create_enqueues_the_first_steps,
+                completions_enqueue_successors_with_inputs,
+                a_refused_completion_enqueues_nothing,
+                a_dead_step_fails_the_run_until_replayed,
+                a_cancelled_step_cancels_the_run,
+                bad_runs_are_refused,
+                runs_list_newest_first_with_cursor,
+            }
             copy {
                 import_keeps_jobs_exactly_and_skips_existing,
                 import_needs_the_queue,
@@ -232,7 +243,8 @@ mod tests {
         };
     }
 
-    const SOURCES: [(&str, &str); 12] = [
+    const SOURCES: [(&str, &str); 13] = [
+        ("runs", include_str!("runs.rs")),
         ("job_insert", include_str!("job_insert.rs")),
         ("job_list", include_str!("job_list.rs")),
         ("job_claim", include_str!("job_claim.rs")),

@@ -23,7 +23,9 @@ pub mod params;
 
 use async_trait::async_trait;
 pub use flotilla_core::Job;
-use flotilla_core::{CronSchedule, ErrorCode, JobId, JobState, LeaseToken, QueueConfig};
+use flotilla_core::{
+    CronSchedule, ErrorCode, JobId, JobState, LeaseToken, QueueConfig, Run, RunId,
+};
 use serde::{Deserialize, Serialize};
 
 pub use params::*;
@@ -62,6 +64,9 @@ pub enum StoreError {
     /// No cron schedule has this name.
     #[error("cron schedule {0:?} not found")]
     CronNotFound(String),
+    /// No pipeline run has this id.
+    #[error("run {0} not found")]
+    RunNotFound(RunId),
     /// The token is not the job's current lease: it expired and the job moved on.
     #[error("job {job_id}: lease token {token} is not the current lease (the job is now {state})")]
     LeaseMismatch {
@@ -88,6 +93,7 @@ impl StoreError {
             Self::JobNotFound(_) => ErrorCode::JobNotFound,
             Self::QueueNotFound(_) => ErrorCode::QueueNotFound,
             Self::CronNotFound(_) => ErrorCode::CronNotFound,
+            Self::RunNotFound(_) => ErrorCode::RunNotFound,
             Self::LeaseMismatch { .. } => ErrorCode::LeaseMismatch,
             Self::Unavailable(_) => ErrorCode::Unavailable,
             Self::Internal(_) => ErrorCode::Internal,
@@ -233,6 +239,21 @@ pub trait Store: Send + Sync + 'static {
     /// exactly once) and records skipped ones. Fires at most `limit` jobs (0: no limit).
     async fn cron_fire_due(&self, params: MaintenanceParams) -> StoreResult<CronReport>;
 
+    // ----- pipeline runs -----
+
+    /// Creates a run (checked with `flotilla_core::validate_run`) and enqueues its steps
+    /// that wait for nothing, in one transaction. Each step's job gets the run's details in
+    /// its payload (`flotilla_core::step_payload`). From then on, completing a step's job
+    /// (`job_complete_many`) enqueues, in the same transaction, every step whose
+    /// dependencies have all succeeded, with their results as its inputs, and announces
+    /// their queues on [`Store::wakeups`]. Returns the run's id and the queues of the jobs
+    /// enqueued now.
+    async fn run_create(&self, params: RunCreateParams) -> StoreResult<RunCreated>;
+    /// A run, with each step's state derived from its job's.
+    async fn run_get(&self, id: RunId) -> StoreResult<Run>;
+    /// Runs, newest first, a page at a time.
+    async fn run_list(&self, params: RunListParams) -> StoreResult<RunPage>;
+
     // ----- copying between stores (`flotilla store copy`) -----
 
     /// Copies in jobs read from another store (with `job_list`), exactly as they are: ids,
@@ -252,8 +273,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Queue names whose jobs became claimable through another server on the same
     /// database (enqueued, promoted, retried, released, replayed, resumed, or a slot of a
-    /// limited queue freed), so that this server wakes its long-polls. `None` for a store
-    /// that only one process uses.
+    /// limited queue freed), or inside the store itself (a pipeline step enqueued by a
+    /// completion), so that this server wakes its long-polls. `None` for a store that
+    /// neither shares its database nor enqueues on its own.
     fn wakeups(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
         None
     }

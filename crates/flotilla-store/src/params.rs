@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use flotilla_core::{CronSchedule, JobId, JobState, LeaseToken, NewJob, Timestamp};
+use flotilla_core::{
+    CronSchedule, JobId, JobState, LeaseToken, NewJob, NewRun, Run, RunId, Timestamp,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -37,8 +39,8 @@ pub struct JobListParams {
     pub state: Option<JobState>,
     /// Only this kind.
     pub kind: Option<String>,
-    /// Only jobs carrying this tag.
-    pub tag: Option<String>,
+    /// Only jobs carrying every one of these tags.
+    pub tags: Vec<String>,
     /// Only jobs created at or after this time.
     pub created_after: Option<Timestamp>,
     /// Only jobs created before this time.
@@ -313,4 +315,42 @@ pub struct CronReport {
     pub fired: Vec<(String, Timestamp, JobId)>,
     /// Ticks passed over as too old: schedule, tick.
     pub skipped: Vec<(String, Timestamp)>,
+}
+
+/// See [`crate::Store::run_create`].
+#[derive(Debug, Clone)]
+pub struct RunCreateParams {
+    /// The run.
+    pub run: NewRun,
+    /// The caller's time.
+    pub now: Timestamp,
+}
+
+/// What [`crate::Store::run_create`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunCreated {
+    /// The new run's id.
+    pub id: RunId,
+    /// The queues of the steps' jobs enqueued now (to wake their long-polls).
+    pub queues: Vec<String>,
+}
+
+/// See [`crate::Store::run_list`].
+#[derive(Debug, Clone, Default)]
+pub struct RunListParams {
+    /// Only runs of this pipeline.
+    pub pipeline: Option<String>,
+    /// Continue after this id (the previous page's `next`).
+    pub cursor: Option<RunId>,
+    /// Page size; 1..=100 (0 means 20).
+    pub limit: u32,
+}
+
+/// A page of runs, newest first.
+#[derive(Debug, Clone)]
+pub struct RunPage {
+    /// The runs.
+    pub runs: Vec<Run>,
+    /// The cursor of the next page, when there may be one.
+    pub next: Option<RunId>,
 }

@@ -58,7 +58,8 @@ impl Batcher {
     /// Sends one request with the first outcomes waiting and deals with the answer;
     /// after a transport error or a 5xx, waits out the backoff.
     pub(crate) async fn round(&mut self, shared: &Shared) {
-        let (request, metas) = request(self.take());
+        let (mut request, metas) = request(self.take());
+        request.worker_id = shared.registered_id();
         let count = metas.len();
         self.in_flight = count;
         let sent = shared.client.ack_batch(&request).await;

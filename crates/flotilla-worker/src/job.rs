@@ -214,6 +214,7 @@ async fn heartbeats(
         let progress = ctx.take_progress();
         let beat = HeartbeatRequest {
             token,
+            worker_id: shared.registered_id(),
             progress: progress.clone(),
         };
         // A beat that takes longer than the interval is as good as lost.

@@ -3,18 +3,24 @@
 //! every free slot, and the next one starts as soon as a slot is free (see [`free_slots`]).
 //! Slots freed while a poll is out wait for its answer and go in the next one. (Two polls
 //! out at once measured no faster: the server's claim is the bottleneck, not the wait.)
+//!
+//! A stop while a poll is out does not drop it: the server may already have claimed jobs
+//! for it, which would then wait for their leases to lapse. The worker reports that it is
+//! draining, which ends its poll on the server at once, and hands back whatever it brings.
 
 use std::sync::Arc;
 
-use flotilla_proto::{PollRequest, RegisterRequest};
+use flotilla_client::ClientError;
+use flotilla_proto::{PollRequest, PollResponse, RegisterRequest};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
-use tokio::time::sleep;
+use tokio::time::{sleep, timeout};
 use tokio_util::sync::CancellationToken;
-use tracing::{Span, debug, info};
+use tracing::{Span, debug, info, warn};
 
 use crate::backoff::Backoff;
 use crate::job;
+use crate::runtime::{FINAL_STATUS_TIMEOUT, send_status};
 use crate::shared::Shared;
 
 /// The most jobs one poll asks for (the server's limit).
@@ -23,26 +29,31 @@ const MAX_JOBS_PER_POLL: usize = 1000;
 /// [`poll_loop`] until `stop`; the tasks of the jobs it took.
 pub(crate) async fn poll_until(shared: Arc<Shared>, stop: CancellationToken) -> JoinSet<()> {
     let mut jobs = JoinSet::new();
-    tokio::select! {
-        () = stop.cancelled() => {}
-        () = poll_loop(&shared, &mut jobs) => {}
-    }
+    poll_loop(&shared, &mut jobs, &stop).await;
     jobs
 }
 
-/// Registers when needed, polls for the free slots and spawns a task per job received;
-/// returns only if the slot semaphore closes (it never does).
-async fn poll_loop(shared: &Arc<Shared>, jobs: &mut JoinSet<()>) {
+/// Registers when needed, polls for the free slots and spawns a task per job received,
+/// until `stop` (or the slot semaphore closes, which it never does).
+async fn poll_loop(shared: &Arc<Shared>, jobs: &mut JoinSet<()>, stop: &CancellationToken) {
     let mut backoff = Backoff::new(shared.config.reconnect);
     loop {
         while jobs.try_join_next().is_some() {}
         let Some(worker_id) = shared.registered_id() else {
-            if !register(shared).await {
-                sleep(backoff.next_delay()).await;
+            let registered = tokio::select! {
+                registered = register(shared) => registered,
+                () = stop.cancelled() => return,
+            };
+            if !registered {
+                pause(backoff.next_delay(), stop).await;
             }
             continue;
         };
-        let Some(mut permits) = free_slots(&shared.slots).await else {
+        let permits = tokio::select! {
+            permits = free_slots(&shared.slots) => permits,
+            () = stop.cancelled() => return,
+        };
+        let Some(mut permits) = permits else {
             return;
         };
         let request = PollRequest {
@@ -52,8 +63,15 @@ async fn poll_loop(shared: &Arc<Shared>, jobs: &mut JoinSet<()>) {
             wait_ms: u64::try_from(shared.poll_wait().as_millis()).unwrap_or(u64::MAX),
         };
         shared.set_polling(permits.len());
-        let polled = shared.client.poll(&request).await;
+        let polled = poll_or_stop(shared, &request, stop).await;
         shared.set_polling(0);
+        if stop.is_cancelled() {
+            // Whatever this poll brought is handed back: the worker is stopping.
+            for claimed in polled.map(|p| p.jobs).unwrap_or_default() {
+                jobs.spawn(job::hand_back(shared.clone(), claimed));
+            }
+            return;
+        }
         match polled {
             Ok(polled) => {
                 backoff.reset();
@@ -73,9 +91,47 @@ async fn poll_loop(shared: &Arc<Shared>, jobs: &mut JoinSet<()>) {
                 let delay = backoff.next_delay();
                 let attempt = backoff.attempts();
                 debug!(?delay, attempt, "polling again after a pause");
-                sleep(delay).await;
+                pause(delay, stop).await;
             }
         }
+    }
+}
+
+/// Sends `request` and waits for its answer. If `stop` fires meanwhile, reports that the
+/// worker is draining (the server then ends the poll at once) and still waits for the
+/// answer, for at most [`FINAL_STATUS_TIMEOUT`] more.
+async fn poll_or_stop(
+    shared: &Shared,
+    request: &PollRequest,
+    stop: &CancellationToken,
+) -> Result<PollResponse, ClientError> {
+    let poll = shared.client.poll(request);
+    tokio::pin!(poll);
+    tokio::select! {
+        polled = &mut poll => return polled,
+        () = stop.cancelled() => {}
+    }
+    shared.start_draining();
+    let ended = async {
+        send_status(shared).await;
+        poll.await
+    };
+    match timeout(FINAL_STATUS_TIMEOUT, ended).await {
+        Ok(polled) => polled,
+        Err(_) => {
+            warn!(
+                "the poll in flight did not end after the draining report; its jobs, if any, wait for their leases to lapse"
+            );
+            Ok(PollResponse { jobs: Vec::new() })
+        }
+    }
+}
+
+/// Sleeps for `delay`, or until `stop`.
+async fn pause(delay: std::time::Duration, stop: &CancellationToken) {
+    tokio::select! {
+        () = sleep(delay) => {}
+        () = stop.cancelled() => {}
     }
 }
 

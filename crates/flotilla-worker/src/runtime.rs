@@ -18,7 +18,7 @@ use crate::shared::{Config, Shared};
 use crate::{WorkerBuilder, health_port, poll};
 
 /// How long the status report at shutdown may take.
-const FINAL_STATUS_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const FINAL_STATUS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why [`Worker::run`] could not run.
 #[derive(Debug, thiserror::Error)]
@@ -193,7 +193,7 @@ async fn status_loop(shared: Arc<Shared>, stop: CancellationToken) {
 }
 
 /// One status report, when registered.
-async fn send_status(shared: &Shared) {
+pub(crate) async fn send_status(shared: &Shared) {
     let Some(worker_id) = shared.registered_id() else {
         return;
     };

@@ -2,7 +2,7 @@
 
 use flotilla_api::Auth;
 use flotilla_api::testing::{TestServer, spawn, spawn_with};
-use flotilla_server::Role;
+use flotilla_server::{Credential, Role};
 use serde_json::{Value, json};
 
 use crate::call;
@@ -374,9 +374,9 @@ async fn oversized_and_untyped_bodies_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_are_enforced() {
     let tokens = vec![
-        ("producer-secret-0123456789".to_owned(), Role::Producer),
-        ("worker-secret-0123456789ab".to_owned(), Role::Worker),
-        ("admin-secret-0123456789abc".to_owned(), Role::Admin),
+        credential("producer-secret-0123456789", Role::Producer, "p"),
+        credential("worker-secret-0123456789ab", Role::Worker, "w"),
+        credential("admin-secret-0123456789abc", Role::Admin, "a"),
     ];
     let server = spawn_with(&["default"], Auth::new(tokens)).await;
     let url = &server.url;
@@ -432,4 +432,77 @@ async fn roles_are_enforced() {
         assert_eq!(got, status, "{method} {path} as {token:?}: {answer}");
         assert_eq!(answer["error"]["code"].as_str(), code, "{method} {path}");
     }
+}
+
+fn credential(secret: &str, role: Role, name: &str) -> Credential {
+    Credential {
+        secret: secret.into(),
+        role,
+        name: name.into(),
+    }
+}
+
+/// A producer sees only the jobs it enqueued: another producer's job is `job_not_found`
+/// (read, cancel, retry) and absent from its lists; it may not forge an owner tag. An
+/// admin sees everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producers_see_only_their_own_jobs() {
+    let (alice, bob, admin) = (
+        "alice-secret-0123456789",
+        "bob-secret-0123456789ab",
+        "admin-secret-0123456789abc",
+    );
+    let tokens = vec![
+        credential(alice, Role::Producer, "alice"),
+        credential(bob, Role::Producer, "bob"),
+        credential(admin, Role::Admin, "root"),
+    ];
+    let server = spawn_with(&["default"], Auth::new(tokens)).await;
+    let url = &server.url;
+    let job = json!({"queue": "default", "kind": "k", "tags": ["blue"]});
+    let (status, mine) = call(
+        "POST",
+        format!("{url}/v1/jobs"),
+        Some(job.clone()),
+        Some(alice),
+    )
+    .await;
+    assert_eq!(status, 202, "{mine}");
+    let (status, theirs) = call("POST", format!("{url}/v1/jobs"), Some(job), Some(bob)).await;
+    assert_eq!(status, 202, "{theirs}");
+    let (mine, theirs) = (mine["id"].as_i64().unwrap(), theirs["id"].as_i64().unwrap());
+
+    let (status, got) = call("GET", format!("{url}/v1/jobs/{mine}"), None, Some(alice)).await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got["tags"], json!(["blue", "owner:alice"]));
+    for (method, path) in [
+        ("GET", format!("/v1/jobs/{theirs}")),
+        ("POST", format!("/v1/jobs/{theirs}/cancel")),
+        ("POST", format!("/v1/jobs/{theirs}/retry")),
+    ] {
+        let (status, answer) = call(method, format!("{url}{path}"), None, Some(alice)).await;
+        assert_eq!(status, 404, "{method} {path}: {answer}");
+        assert_eq!(answer["error"]["code"], "job_not_found", "{method} {path}");
+    }
+    let ids = |page: &Value| -> Vec<i64> {
+        page["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["id"].as_i64().unwrap())
+            .collect()
+    };
+    let (_, page) = call("GET", format!("{url}/v1/jobs"), None, Some(alice)).await;
+    assert_eq!(ids(&page), vec![mine]);
+    let (_, page) = call("GET", format!("{url}/v1/jobs?tag=blue"), None, Some(bob)).await;
+    assert_eq!(ids(&page), vec![theirs]);
+    let (_, page) = call("GET", format!("{url}/v1/jobs"), None, Some(admin)).await;
+    assert_eq!(ids(&page), vec![theirs, mine]);
+    let (status, _) = call("GET", format!("{url}/v1/jobs/{theirs}"), None, Some(admin)).await;
+    assert_eq!(status, 200);
+
+    let forged = json!({"queue": "default", "kind": "k", "tags": ["owner:bob"]});
+    let (status, answer) = call("POST", format!("{url}/v1/jobs"), Some(forged), Some(alice)).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["code"], "invalid_argument");
 }

@@ -213,3 +213,88 @@ async fn queue_settings_change_over_the_api() {
     let (_, polled) = call("POST", format!("{url}/v1/poll"), Some(poll), None).await;
     assert_eq!(polled["jobs"].as_array().unwrap().len(), 1, "{polled}");
 }
+
+/// A run over HTTP: its first step is polled at once; completing it wakes a poll already
+/// waiting on the next step's queue (the store enqueues it in the completion's
+/// transaction), which receives the first step's result as input; the run then succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_moves_step_by_step() {
+    let server = spawn(&["first", "second"]).await;
+    let url = server.url.clone();
+    let worker = register(&url, &["first", "second"]).await;
+    let run = json!({
+        "pipeline": "two-steps",
+        "meta": {"file": "a.jpg"},
+        "steps": [
+            {"name": "a", "job": {"queue": "first", "kind": "k.a", "payload": {"x": 1}}},
+            {"name": "b", "after": ["a"], "job": {"queue": "second", "kind": "k.b"}}
+        ]
+    });
+    let (status, created) = call("POST", format!("{url}/v1/runs"), Some(run), None).await;
+    assert_eq!(status, 202, "{created}");
+    let id = created["id"].as_i64().unwrap();
+
+    let poll = |queue: &str, wait_ms: u64| json!({"worker_id": worker, "queues": [queue], "max_jobs": 1, "wait_ms": wait_ms});
+    let (_, polled) = call(
+        "POST",
+        format!("{url}/v1/poll"),
+        Some(poll("first", 1000)),
+        None,
+    )
+    .await;
+    let a = polled["jobs"][0].clone();
+    assert_eq!(a["payload"]["run"]["step"], "a", "{polled}");
+    let waiting = tokio::spawn(call(
+        "POST",
+        format!("{url}/v1/poll"),
+        Some(poll("second", 15_000)),
+        None,
+    ));
+    let done = json!({"token": a["lease"]["token"], "result": {"sha": "ab"}});
+    let started = Instant::now();
+    let (status, _) = call(
+        "POST",
+        format!("{url}/v1/jobs/{}/complete", a["id"]),
+        Some(done),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, polled) = waiting.await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "woken, not timed out"
+    );
+    let b = polled["jobs"][0].clone();
+    assert_eq!(
+        b["payload"]["run"]["inputs"],
+        json!({"a": {"sha": "ab"}}),
+        "{polled}"
+    );
+    let (_, got) = call("GET", format!("{url}/v1/runs/{id}"), None, None).await;
+    assert_eq!(got["state"], "running");
+    assert_eq!(got["steps"][1]["state"], "running", "{got}");
+    let done = json!({"token": b["lease"]["token"]});
+    call(
+        "POST",
+        format!("{url}/v1/jobs/{}/complete", b["id"]),
+        Some(done),
+        None,
+    )
+    .await;
+    let (_, got) = call("GET", format!("{url}/v1/runs/{id}"), None, None).await;
+    assert_eq!(got["state"], "succeeded", "{got}");
+    let (_, page) = call(
+        "GET",
+        format!("{url}/v1/runs?pipeline=two-steps"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(page["runs"][0]["id"], id);
+    let (status, missing) = call("GET", format!("{url}/v1/runs/999999"), None, None).await;
+    assert_eq!(
+        (status, missing["error"]["code"].as_str()),
+        (404, Some("run_not_found"))
+    );
+}

@@ -73,6 +73,43 @@ async fn sigterm_drains_and_exits_zero() {
     eventually("the rest succeeded", || all_in(url, &ids, "succeeded")).await;
 }
 
+/// SIGTERM while the worker's long-poll waits on the server: the worker reports that it is
+/// draining, which ends the poll there, before it exits. A job enqueued after the exit is
+/// left available, not claimed by the poll of a worker that is gone (it would have waited
+/// for its lease to lapse).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_the_poll_waiting_on_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path());
+    let url = &server.url;
+    let mut worker = WorkerProcess::start(url, &["--queues", "q", "--concurrency", "2"]);
+    eventually("the worker's poll to wait on the server", || async {
+        polls_waiting(url).await == 1
+    })
+    .await;
+    let status = worker.terminate();
+    assert!(status.success(), "exit status {status:?}");
+    assert_eq!(
+        polls_waiting(url).await,
+        0,
+        "the poll ended before the exit"
+    );
+    let ids = enqueue(url, "q", "sleep", json!({"ms": 1}), 1).await;
+    let job = get(format!("{url}/v1/jobs/{}", ids[0])).await;
+    assert_eq!(job["state"], "available", "{job}");
+    let workers = get(format!("{url}/v1/workers")).await;
+    assert_eq!(workers[0]["draining"], true, "{workers}");
+}
+
+async fn polls_waiting(url: &str) -> u64 {
+    let metrics = reqwest::get(format!("{url}/metrics")).await.unwrap();
+    let text = metrics.text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("flotilla_polls_waiting "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("the flotilla_polls_waiting gauge")
+}
+
 /// The server restarts (SIGKILL, then again on the same port and file) while a worker runs:
 /// the worker reconnects and every job finishes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
