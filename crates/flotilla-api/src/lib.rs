@@ -14,6 +14,7 @@
 //! - Requests are bounded: body size, and time (long-polls get their wait on top).
 
 pub mod admin;
+pub mod assets;
 pub mod auth;
 pub mod error;
 pub mod extract;
@@ -69,13 +70,31 @@ pub struct AppState {
     pub engine: Engine,
     /// API-side observations for `/metrics`.
     pub metrics: Arc<metrics::Metrics>,
+    /// The object store and pipelines of the asset routes; without them those routes
+    /// answer 404.
+    pub media: Option<Arc<assets::Media>>,
 }
 
-/// The whole HTTP application.
+/// Uploads may take this long (a large video over a slow link); other requests get
+/// [`Limits::request_timeout`].
+pub const UPLOAD_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The whole HTTP application, without the asset routes' object store.
 pub fn router(engine: Engine, auth: Auth, limits: Limits) -> Router {
+    router_with_media(engine, auth, limits, None)
+}
+
+/// The whole HTTP application; `media` serves the asset routes.
+pub fn router_with_media(
+    engine: Engine,
+    auth: Auth,
+    limits: Limits,
+    media: Option<assets::Media>,
+) -> Router {
     let state = AppState {
         engine,
         metrics: Arc::new(metrics::Metrics::default()),
+        media: media.map(Arc::new),
     };
     let role = |roles: &'static [Role]| from_fn_with_state((auth.clone(), Allowed(roles)), require);
     let producer = role(&[Role::Producer]);
@@ -98,6 +117,20 @@ pub fn router(engine: Engine, auth: Auth, limits: Limits) -> Router {
         .route(
             "/v1/jobs/{id}/retry",
             post(jobs::retry.layer(producer.clone())),
+        )
+        .route(
+            "/v1/assets",
+            post(
+                assets::upload
+                    .layer(producer.clone())
+                    .layer(DefaultBodyLimit::disable()),
+            )
+            .get(assets::list.layer(producer.clone())),
+        )
+        .route("/v1/assets/{id}", get(assets::get.layer(producer.clone())))
+        .route(
+            "/v1/assets/{id}/outputs/{name}",
+            get(assets::output.layer(producer.clone())),
         )
         .route(
             "/v1/runs",
@@ -172,8 +205,10 @@ pub fn router(engine: Engine, auth: Auth, limits: Limits) -> Router {
 /// Bounds every request's duration; a long-poll gets its longest wait on top.
 async fn time_limit(State(limits): State<Limits>, req: Request, next: Next) -> Response {
     let mut limit = limits.request_timeout;
-    if req.uri().path() == "/v1/poll" {
-        limit += MAX_WAIT;
+    match req.uri().path() {
+        "/v1/poll" => limit += MAX_WAIT,
+        "/v1/assets" if req.method() == axum::http::Method::POST => limit = UPLOAD_TIMEOUT,
+        _ => {}
     }
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(response) => response,

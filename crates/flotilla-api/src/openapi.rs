@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{admin, jobs, runs, workers};
+use crate::{admin, assets, jobs, runs, workers};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -12,6 +12,7 @@ use crate::{admin, jobs, runs, workers};
     paths(
         jobs::enqueue, jobs::enqueue_batch, jobs::get, jobs::list, jobs::cancel, jobs::retry,
         runs::create, runs::get, runs::list,
+        assets::upload, assets::get, assets::list, assets::output,
         workers::register, workers::status, workers::poll, workers::heartbeat, workers::complete, workers::fail,
         workers::ack_batch,
         admin::queues, admin::queue, admin::configure, admin::pause, admin::resume, admin::workers, admin::dead, admin::replay,

@@ -11,7 +11,8 @@ use flotilla_store::Store;
 use flotilla_store_sqlite::{SqliteOptions, SqliteStore};
 use tokio_util::sync::CancellationToken;
 
-use crate::{Auth, Limits, router};
+use crate::assets::Media;
+use crate::{Auth, Limits, router_with_media};
 
 /// A running test server; stops when dropped.
 pub struct TestServer {
@@ -21,6 +22,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// The engine behind it (store, broker, workers).
     pub engine: Engine,
+    /// The object store's directory (uploads and outputs), when it serves assets.
+    pub objects_dir: std::path::PathBuf,
     shutdown: CancellationToken,
     _dir: tempfile::TempDir,
 }
@@ -33,7 +36,38 @@ impl Drop for TestServer {
 
 /// Starts a server with `queues` (default settings each) and `auth`.
 pub async fn spawn_with(queues: &[&str], auth: Auth) -> TestServer {
+    start(queues, auth, None).await
+}
+
+/// Starts a server that serves assets: the built-in pipelines and their queues, and an
+/// object store in a temporary directory; uploads up to `max_upload_bytes`.
+pub async fn spawn_media(max_upload_bytes: u64) -> TestServer {
+    let config = flotilla_server::ServerConfig::default();
+    let pipelines = config.all_pipelines();
+    let queues: Vec<String> = config
+        .queues_to_create()
+        .into_iter()
+        .map(|q| q.name)
+        .collect();
+    let queues: Vec<&str> = queues.iter().map(String::as_str).collect();
+    start(
+        &queues,
+        Auth::default(),
+        Some((pipelines, max_upload_bytes)),
+    )
+    .await
+}
+
+type MediaSettings = (Vec<flotilla_server::pipelines::PipelineConfig>, u64);
+
+async fn start(queues: &[&str], auth: Auth, media: Option<MediaSettings>) -> TestServer {
     let dir = tempfile::tempdir().expect("temporary directory");
+    let objects_dir = dir.path().join("objects");
+    let media = media.map(|(pipelines, max_upload_bytes)| Media {
+        objects: flotilla_objects::Objects::local(&objects_dir).expect("object store"),
+        pipelines,
+        max_upload_bytes,
+    });
     let store = SqliteStore::open(dir.path().join("flotilla.db"), SqliteOptions::default())
         .expect("open store");
     let store: Arc<dyn Store> = Arc::new(store);
@@ -54,7 +88,7 @@ pub async fn spawn_with(queues: &[&str], auth: Auth) -> TestServer {
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("address");
-    let app = router(engine.clone(), auth, Limits::default());
+    let app = router_with_media(engine.clone(), auth, Limits::default(), media);
     let stop = shutdown.clone();
     tokio::spawn(async move {
         let _services = services;
@@ -66,6 +100,7 @@ pub async fn spawn_with(queues: &[&str], auth: Auth) -> TestServer {
         url: format!("http://{addr}"),
         addr,
         engine,
+        objects_dir,
         shutdown,
         _dir: dir,
     }

@@ -27,6 +27,11 @@ pub(crate) struct ServerArgs {
     /// FLOTILLA_STORE] (default sqlite:flotilla.db).
     #[arg(long)]
     store: Option<String>,
+    /// Where assets' uploads and outputs live: a directory or
+    /// `s3://bucket[/prefix]?endpoint=URL` [env: FLOTILLA_OBJECTS] (default: the directory
+    /// flotilla-objects beside a SQLite store's file).
+    #[arg(long)]
+    objects: Option<String>,
 }
 
 /// Resolves the configuration: file, then `FLOTILLA_*` variables, then flags.
@@ -43,6 +48,9 @@ pub(crate) fn config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
     }
     if let Some(store) = &args.store {
         config.store.clone_from(store);
+    }
+    if let Some(objects) = &args.objects {
+        config.objects = Some(objects.clone());
     }
     config.validate()?;
     Ok(config)
@@ -141,7 +149,16 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         max_body_bytes: config.max_body_bytes,
         request_timeout: config.request_timeout,
     };
-    let app = flotilla_api::router(engine, Auth::new(tokens), limits);
+    let objects_url = config.objects_url();
+    let objects = flotilla_objects::Objects::open(&objects_url)
+        .with_context(|| format!("opening the object store {objects_url}"))?;
+    tracing::info!(objects = objects.description(), "object store for assets");
+    let media = flotilla_api::assets::Media {
+        objects,
+        pipelines: config.all_pipelines(),
+        max_upload_bytes: config.max_upload_bytes,
+    };
+    let app = flotilla_api::router_with_media(engine, Auth::new(tokens), limits, Some(media));
     let stop = shutdown.clone();
     tokio::spawn(async move {
         crate::signals::terminated().await;

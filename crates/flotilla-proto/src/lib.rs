@@ -131,6 +131,87 @@ pub struct RunPage {
     pub next_cursor: Option<RunId>,
 }
 
+// ----- assets -----
+
+/// `POST /v1/assets` query: what the body is and what to run over it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AssetUploadQuery {
+    /// The file's name (kept, sanitised, in the object key; its type is read from the
+    /// content, not from the name).
+    pub name: String,
+    /// The pipeline to run (default `image`).
+    pub pipeline: Option<String>,
+    /// Per-step parameter overrides as JSON, e.g. `{"transcode": {"trim": {"max_duration_s": 10}}}`.
+    pub params: Option<String>,
+}
+
+/// Where an asset is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AssetStatus {
+    /// Stored; no step has started yet.
+    Uploaded,
+    /// Some step has started and not every step has succeeded.
+    Processing,
+    /// Every step succeeded.
+    Processed,
+    /// A step failed for good (or was cancelled).
+    Failed,
+}
+
+/// A file one of an asset's steps produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AssetOutput {
+    /// The step that made it.
+    pub step: String,
+    /// Its name, unique within the asset (`GET /v1/assets/{id}/outputs/{name}`).
+    pub name: String,
+    /// Its object key.
+    pub key: String,
+    /// Its size in bytes.
+    pub size: Option<u64>,
+    /// What the step reported about it (dimensions, format, codecs…).
+    pub details: Value,
+}
+
+/// An uploaded asset and its pipeline run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AssetView {
+    /// Its id (its pipeline run's id).
+    pub id: RunId,
+    /// The uploaded file's name.
+    pub name: String,
+    /// The pipeline it runs through.
+    pub pipeline: String,
+    /// Where it is.
+    pub status: AssetStatus,
+    /// The upload's size in bytes.
+    pub size: u64,
+    /// The upload's SHA-256, hex.
+    pub sha256: Option<String>,
+    /// The upload's object key (under `uploads/`).
+    pub key: String,
+    /// Each step: state, attempts, result, last error.
+    pub steps: Vec<Step>,
+    /// Every output of every step so far.
+    pub outputs: Vec<AssetOutput>,
+    /// When it was uploaded.
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+}
+
+/// A page of assets, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AssetPage {
+    /// The assets.
+    pub assets: Vec<AssetView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<RunId>,
+}
+
 // ----- workers -----
 
 /// `POST /v1/workers`: a worker introduces itself.

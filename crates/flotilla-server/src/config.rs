@@ -169,6 +169,16 @@ pub struct ServerConfig {
     pub queues: Vec<QueueConfig>,
     /// Cron schedules to create or update at start.
     pub cron: Vec<CronSchedule>,
+    /// Where uploads and outputs live: a directory (a path, or `file:///ABS/DIR`), or
+    /// `s3://bucket[/prefix]?endpoint=…` (credentials from `AWS_*` variables). Default: the
+    /// directory `flotilla-objects` beside a SQLite store's file (or in the working
+    /// directory); see [`ServerConfig::objects_url`].
+    pub objects: Option<String>,
+    /// Largest asset upload, in bytes.
+    pub max_upload_bytes: u64,
+    /// Pipelines besides (or replacing, by name) the built-in `image`, `video` and
+    /// `anb-video`.
+    pub pipelines: Vec<crate::pipelines::PipelineConfig>,
 }
 
 impl Default for ServerConfig {
@@ -186,6 +196,9 @@ impl Default for ServerConfig {
             services: ServiceIntervals::default(),
             queues: vec![QueueConfig::new("default")],
             cron: Vec::new(),
+            objects: None,
+            max_upload_bytes: 2 * 1024 * 1024 * 1024,
+            pipelines: Vec::new(),
         }
     }
 }
@@ -248,7 +261,7 @@ impl ServerConfig {
         })
     }
 
-    /// Applies `FLOTILLA_LISTEN`, `FLOTILLA_STORE` and `FLOTILLA_TOKENS`
+    /// Applies `FLOTILLA_LISTEN`, `FLOTILLA_STORE`, `FLOTILLA_OBJECTS` and `FLOTILLA_TOKENS`
     /// (`role:secret,role:secret`) from `env`.
     pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         if let Some(listen) = env("FLOTILLA_LISTEN") {
@@ -258,6 +271,9 @@ impl ServerConfig {
         }
         if let Some(store) = env("FLOTILLA_STORE") {
             self.store = store;
+        }
+        if let Some(objects) = env("FLOTILLA_OBJECTS") {
+            self.objects = Some(objects);
         }
         if let Some(tokens) = env("FLOTILLA_TOKENS") {
             for entry in tokens.split(',').filter(|e| !e.is_empty()) {
@@ -319,6 +335,49 @@ impl ServerConfig {
             .collect()
     }
 
+    /// The object store's URL: `objects` when set, else `flotilla-objects` beside a SQLite
+    /// store's file, else in the working directory.
+    pub fn objects_url(&self) -> String {
+        if let Some(url) = &self.objects {
+            return url.clone();
+        }
+        let beside = self
+            .store
+            .strip_prefix("sqlite:")
+            .map(Path::new)
+            .and_then(Path::parent)
+            .filter(|dir| !dir.as_os_str().is_empty());
+        match beside {
+            Some(dir) => dir.join("flotilla-objects").display().to_string(),
+            None => "flotilla-objects".into(),
+        }
+    }
+
+    /// The pipelines in force: the built-in ones, replaced by name or added to by the
+    /// configured ones.
+    pub fn all_pipelines(&self) -> Vec<crate::pipelines::PipelineConfig> {
+        let mut all = crate::pipelines::builtin();
+        for p in &self.pipelines {
+            all.retain(|b| b.name != p.name);
+            all.push(p.clone());
+        }
+        all
+    }
+
+    /// The queues to create at start: the configured ones, then each queue a pipeline
+    /// uses that is not configured, with the defaults of its kind of work.
+    pub fn queues_to_create(&self) -> Vec<QueueConfig> {
+        let mut queues = self.queues.clone();
+        for p in self.all_pipelines() {
+            for name in p.queues() {
+                if !queues.iter().any(|q| q.name == name) {
+                    queues.push(crate::pipelines::default_media_queue(name));
+                }
+            }
+        }
+        queues
+    }
+
     /// Checks the settings together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !self.listen.ip().is_loopback() && self.tokens.is_empty() {
@@ -336,6 +395,15 @@ impl ServerConfig {
         for q in &self.queues {
             q.validate()
                 .map_err(|e| ConfigError::Invalid(format!("queue {:?}: {e}", q.name)))?;
+        }
+        for p in self.all_pipelines() {
+            let run = p.run(
+                &serde_json::Value::Null,
+                serde_json::Value::Null,
+                &Default::default(),
+            );
+            flotilla_core::validate_run(&run)
+                .map_err(|e| ConfigError::Invalid(format!("pipeline {:?}: {e}", p.name)))?;
         }
         for c in &self.cron {
             c.validate()

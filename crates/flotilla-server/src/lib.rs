@@ -8,10 +8,12 @@
 //! - [`services`]: one file per background service and the shared runner.
 //! - [`workers`]: registered workers, their last report and health.
 //! - [`config`]: `flotilla.toml`, environment overrides, validation with file and line.
+//! - [`pipelines`]: pipelines (built-in and configured) and the runs they make per asset.
 //! - [`Engine`]: all of the above around one store, started and stopped together.
 
 pub mod broker;
 pub mod config;
+pub mod pipelines;
 pub mod services;
 pub mod workers;
 
@@ -71,8 +73,8 @@ impl Engine {
 
     /// Creates or updates the configured queues and cron schedules.
     pub async fn apply(&self, config: &ServerConfig) -> StoreResult<()> {
-        for queue in &config.queues {
-            self.configure_queue(queue.clone()).await?;
+        for queue in config.queues_to_create() {
+            self.configure_queue(queue).await?;
         }
         for schedule in &config.cron {
             self.store

@@ -1,5 +1,6 @@
 //! Integration tests of the HTTP API against a real server on a loopback port.
 
+mod assets;
 mod bad_requests;
 mod flow;
 mod openapi;

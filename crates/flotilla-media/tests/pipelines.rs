@@ -1,0 +1,324 @@
+//! The built-in pipelines end to end: uploads over HTTP to a real server, the media
+//! handlers in a real worker (polling over HTTP), real FFmpeg and real image codecs, and
+//! the outputs probed. Media is generated here with FFmpeg's test sources.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotilla_api::testing::{TestServer, spawn_media};
+use flotilla_media::Media;
+use flotilla_objects::{ObjectKey, Objects};
+use flotilla_video::Ffmpeg;
+use flotilla_worker::Worker;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+/// A server serving assets and a worker with the media handlers on every media queue.
+struct Rig {
+    server: TestServer,
+    stop: CancellationToken,
+    worker: tokio::task::JoinHandle<()>,
+    dir: tempfile::TempDir,
+}
+
+impl Rig {
+    async fn start() -> Rig {
+        let server = spawn_media(64 * 1024 * 1024).await;
+        let objects = Objects::local(&server.objects_dir).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut media = Media::new(objects);
+        media.scratch = dir.path().to_owned();
+        let client = flotilla_client::Client::new(&server.url, None).unwrap();
+        let builder = Worker::builder(client)
+            .queues(["q-ingest", "q-transcode", "q-distribution"])
+            .concurrency(2)
+            .poll_wait(Duration::from_secs(1));
+        let worker = flotilla_media::register(builder, Arc::new(media))
+            .build()
+            .unwrap();
+        let stop = CancellationToken::new();
+        let until = stop.clone();
+        let worker = tokio::spawn(async move {
+            worker.run(until.cancelled_owned()).await.unwrap();
+        });
+        Rig {
+            server,
+            stop,
+            worker,
+            dir,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    async fn resource(&self, name: &str, file: &Path) {
+        let objects = Objects::local(&self.server.objects_dir).unwrap();
+        let key = ObjectKey::resource(name).unwrap();
+        objects.put_file(&key, file).await.unwrap();
+    }
+
+    /// Uploads `file` as `name` through `pipeline` and waits for it to finish.
+    async fn process(&self, file: &Path, name: &str, pipeline: &str, params: &str) -> Value {
+        let body = std::fs::read(file).unwrap();
+        let url = format!(
+            "{}/v1/assets?name={name}&pipeline={pipeline}&params={params}",
+            self.server.url
+        );
+        let resp = reqwest::Client::new()
+            .post(url)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let asset: Value = resp.json().await.unwrap();
+        assert_eq!(status, 202, "{asset}");
+        let get = format!("{}/v1/assets/{}", self.server.url, asset["id"]);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let asset: Value = reqwest::get(&get).await.unwrap().json().await.unwrap();
+            if asset["status"] == "processed" || asset["status"] == "failed" {
+                return asset;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "still {asset}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Downloads an output into the scratch directory.
+    async fn output(&self, asset: &Value, name: &str) -> PathBuf {
+        let url = format!(
+            "{}/v1/assets/{}/outputs/{name}",
+            self.server.url, asset["id"]
+        );
+        let resp = reqwest::get(url).await.unwrap();
+        assert_eq!(resp.status(), 200, "{name}");
+        let path = self.path(&format!("{}-{name}", asset["id"]));
+        std::fs::write(&path, resp.bytes().await.unwrap()).unwrap();
+        path
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        self.worker.await.unwrap();
+    }
+}
+
+fn ffmpeg(args: &[&str]) {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(args)
+        .output()
+        .expect("ffmpeg is installed (scripts/prereqs.sh)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn clip(path: &Path, size: &str, seconds: &str, audio: bool) {
+    let video = format!("testsrc2=size={size}:rate=25");
+    let mut args = vec!["-f", "lavfi", "-i", &video];
+    if audio {
+        args.extend(["-f", "lavfi", "-i", "sine=frequency=440"]);
+    }
+    let path = path.to_str().unwrap();
+    args.extend([
+        "-t",
+        seconds,
+        "-pix_fmt",
+        "yuv420p",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+    ]);
+    args.push(path);
+    ffmpeg(&args);
+}
+
+fn photo(path: &Path, size: &str) {
+    let source = format!("testsrc2=size={size}");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        &source,
+        "-frames:v",
+        "1",
+        path.to_str().unwrap(),
+    ]);
+}
+
+fn outputs(asset: &Value) -> Vec<String> {
+    let mut names: Vec<String> = asset["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+async fn probe(file: &Path) -> flotilla_video::MediaInfo {
+    Ffmpeg::from_path().unwrap().probe(file).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_image_pipeline_makes_renditions_and_filters() {
+    let rig = Rig::start().await;
+    let input = rig.path("photo.jpg");
+    photo(&input, "1600x1200");
+    let asset = rig.process(&input, "photo.jpg", "image", "").await;
+    assert_eq!(asset["status"], "processed", "{asset}");
+    assert_eq!(
+        outputs(&asset),
+        ["filtered.png", "large.jpg", "medium.webp", "thumb.jpg"]
+    );
+    let ingest = &asset["steps"][0]["result"];
+    assert_eq!(ingest["type"], "image");
+    assert_eq!(ingest["mime"], "image/jpeg");
+    assert_eq!(ingest["metadata"]["width"], 1600);
+    assert_eq!(ingest["sha256"], asset["sha256"], "checksums recorded");
+    assert_eq!(ingest["blake3"].as_str().unwrap().len(), 64);
+    let thumb = rig.output(&asset, "thumb.jpg").await;
+    let info = flotilla_image::inspect(&thumb, &Default::default()).unwrap();
+    assert_eq!((info.width, info.height), (320, 240));
+    let medium = rig.output(&asset, "medium.webp").await;
+    let info = flotilla_image::inspect(&medium, &Default::default()).unwrap();
+    assert_eq!(
+        (info.format, info.width),
+        (flotilla_image::ImageFormat::Webp, 1280)
+    );
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_video_pipeline_makes_720p_poster_and_preview() {
+    let rig = Rig::start().await;
+    let input = rig.path("clip.mp4");
+    clip(&input, "640x480", "3", true);
+    let asset = rig.process(&input, "clip.mp4", "video", "").await;
+    assert_eq!(asset["status"], "processed", "{asset}");
+    assert_eq!(
+        outputs(&asset),
+        ["poster.jpg", "preview.mp4", "video-720p.mp4"]
+    );
+    let video = probe(&rig.output(&asset, "video-720p.mp4").await).await;
+    let stream = video.video().unwrap();
+    assert_eq!(
+        (stream.codec.as_str(), stream.width, stream.height),
+        ("h264", Some(1280), Some(720))
+    );
+    assert_eq!(video.audio().unwrap().codec, "aac");
+    let poster = rig.output(&asset, "poster.jpg").await;
+    let info = flotilla_image::inspect(&poster, &Default::default()).unwrap();
+    assert_eq!(info.width, 640);
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_anb_pipeline_trims_letterboxes_watermarks_and_adds_intro_and_outro() {
+    let rig = Rig::start().await;
+    let (intro, outro, logo) = (
+        rig.path("intro.mp4"),
+        rig.path("outro.mp4"),
+        rig.path("logo.png"),
+    );
+    clip(&intro, "1280x720", "1", true);
+    clip(&outro, "320x240", "1", false);
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=red:size=200x100",
+        "-frames:v",
+        "1",
+        logo.to_str().unwrap(),
+    ]);
+    rig.resource("intro.mp4", &intro).await;
+    rig.resource("outro.mp4", &outro).await;
+    rig.resource("logo.png", &logo).await;
+    let input = rig.path("talk.mp4");
+    clip(&input, "640x480", "5", true);
+    // Keep at most the first 3 s (the default is 30 s; this file is shorter than that).
+    let params = "%7B%22transcode%22%3A%7B%22trim%22%3A%7B%22start_s%22%3A0%2C%22max_duration_s%22%3A3%7D%7D%7D";
+    let asset = rig.process(&input, "talk.mp4", "anb-video", params).await;
+    assert_eq!(asset["status"], "processed", "{asset}");
+    let out = rig.output(&asset, "video-720p.mp4").await;
+    let info = probe(&out).await;
+    let duration = info.duration_s.unwrap();
+    assert!(
+        (duration - 5.0).abs() < 0.4,
+        "1 s intro + 3 s trimmed + 1 s outro, got {duration}"
+    );
+    let stream = info.video().unwrap();
+    assert_eq!((stream.width, stream.height), (Some(1280), Some(720)));
+    // A frame of the main part: letterbox bars black, the watermark's corner red.
+    let frame = rig.path("frame.rgb");
+    ffmpeg(&[
+        "-ss",
+        "2.5",
+        "-i",
+        out.to_str().unwrap(),
+        "-frames:v",
+        "1",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        frame.to_str().unwrap(),
+    ]);
+    let rgb = std::fs::read(&frame).unwrap();
+    let pixel = |x: usize, y: usize| {
+        let i = (y * 1280 + x) * 3;
+        (rgb[i], rgb[i + 1], rgb[i + 2])
+    };
+    let (r, g, b) = pixel(10, 360);
+    assert!(
+        r < 30 && g < 30 && b < 30,
+        "left bar is black: {:?}",
+        (r, g, b)
+    );
+    let (r, g, b) = pixel(1280 - 24 - 20, 720 - 24 - 10);
+    assert!(
+        r > 180 && g < 80 && b < 80,
+        "the logo is in the bottom-right corner: {:?}",
+        (r, g, b)
+    );
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_media_fails_without_retries_and_says_why() {
+    let rig = Rig::start().await;
+    let good = rig.path("good.jpg");
+    photo(&good, "640x480");
+    let bytes = std::fs::read(&good).unwrap();
+    let truncated = rig.path("truncated.jpg");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let text = rig.path("notes.mp4");
+    std::fs::write(&text, "just some text, named like a video").unwrap();
+    let empty = rig.path("empty.png");
+    std::fs::write(&empty, b"").unwrap();
+    for (file, name, pipeline, says) in [
+        (&truncated, "truncated.jpg", "image", "truncated"),
+        (&text, "notes.mp4", "video", "unsupported file type"),
+        (&empty, "empty.png", "image", "empty"),
+    ] {
+        let asset = rig.process(file, name, pipeline, "").await;
+        assert_eq!(asset["status"], "failed", "{name}: {asset}");
+        let ingest = &asset["steps"][0];
+        assert_eq!(ingest["state"], "failed", "{name}");
+        assert_eq!(ingest["attempt"], 1, "{name}: not retried");
+        let error = ingest["error"].as_str().unwrap();
+        assert!(error.contains(says), "{name}: {error}");
+    }
+    rig.stop().await;
+}

@@ -1,0 +1,299 @@
+//! Pipelines: named DAGs of steps, each a job kind on a queue with parameters, turned into a
+//! pipeline run (`flotilla_core::NewRun`) for each uploaded asset. Three are built in —
+//! `image`, `video` and `anb-video` — and `flotilla.toml` may add more or replace them:
+//!
+//! ```toml
+//! [[pipelines]]
+//! name = "thumbs"
+//! steps = [
+//!   { name = "ingest", queue = "q-ingest", kind = "media.ingest" },
+//!   { name = "thumb", queue = "q-transcode", kind = "image.render", after = ["ingest"],
+//!     params = { renditions = [{ name = "thumb", ops = [{ op = "thumbnail", size = 256 }], format = "jpeg" }] } },
+//! ]
+//! ```
+//!
+//! Each step's job payload is its `params`, overridden key by key by the upload's
+//! parameters for that step, plus `input` (the uploaded object) and, from the store,
+//! `run` (the run's id, the step's name and its dependencies' results).
+
+use std::time::Duration;
+
+use flotilla_core::{NewJob, NewRun, NewStep, QueueConfig, RetryPolicy};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+/// A pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Its name, given when uploading (`?pipeline=`).
+    pub name: String,
+    /// Its steps.
+    pub steps: Vec<PipelineStep>,
+}
+
+/// One step of a pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineStep {
+    /// Unique within the pipeline.
+    pub name: String,
+    /// The queue its job goes to.
+    pub queue: String,
+    /// The job kind (handler) that runs it.
+    pub kind: String,
+    /// The steps that must succeed first.
+    #[serde(default)]
+    pub after: Vec<String>,
+    /// The job's parameters (a JSON/TOML table).
+    #[serde(default = "empty_object")]
+    pub params: Value,
+    /// Attempts allowed; the queue's retry policy when absent.
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// Longest an attempt may run; the queue's when absent.
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Map::new())
+}
+
+impl PipelineConfig {
+    /// The run of this pipeline over `input` (the uploaded object, e.g. `{"key", "name"}`),
+    /// with `meta` describing it, and per-step parameter overrides (`{step: {param: value}}`).
+    pub fn run(&self, input: &Value, meta: Value, overrides: &Map<String, Value>) -> NewRun {
+        let steps = self
+            .steps
+            .iter()
+            .map(|s| {
+                let mut payload = match &s.params {
+                    Value::Object(map) => map.clone(),
+                    _ => Map::new(),
+                };
+                if let Some(Value::Object(extra)) = overrides.get(&s.name) {
+                    payload.extend(extra.clone());
+                }
+                payload.insert("input".into(), input.clone());
+                let mut job = NewJob::new(&s.queue, &s.kind, Value::Object(payload));
+                job.max_attempts = s.max_attempts;
+                job.timeout_ms = s
+                    .timeout
+                    .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+                NewStep {
+                    name: s.name.clone(),
+                    after: s.after.clone(),
+                    job,
+                }
+            })
+            .collect();
+        NewRun {
+            pipeline: self.name.clone(),
+            meta,
+            steps,
+        }
+    }
+
+    /// The queues its steps use.
+    pub fn queues(&self) -> impl Iterator<Item = &str> {
+        self.steps.iter().map(|s| s.queue.as_str())
+    }
+}
+
+/// The queue of ingest steps: I/O-bound, many jobs at once.
+pub const Q_INGEST: &str = "q-ingest";
+/// The queue of transcode steps: CPU-bound, one job per slot.
+pub const Q_TRANSCODE: &str = "q-transcode";
+/// The queue of deliveries: network-bound, long retries.
+pub const Q_DISTRIBUTION: &str = "q-distribution";
+
+/// The settings a built-in media queue gets when the config does not set it.
+pub fn default_media_queue(name: &str) -> QueueConfig {
+    let mut queue = QueueConfig::new(name);
+    match name {
+        Q_TRANSCODE => {
+            queue.lease = Duration::from_secs(120);
+            queue.timeout = Some(Duration::from_secs(3600));
+            queue.retry = RetryPolicy::Exponential {
+                max_attempts: 3,
+                initial: Duration::from_secs(5),
+                factor: 2.0,
+                max_interval: Duration::from_secs(300),
+                jitter: true,
+            };
+        }
+        Q_DISTRIBUTION => {
+            queue.lease = Duration::from_secs(120);
+            queue.retry = RetryPolicy::Exponential {
+                max_attempts: 12,
+                initial: Duration::from_secs(5),
+                factor: 2.0,
+                max_interval: Duration::from_secs(3600),
+                jitter: true,
+            };
+        }
+        _ => {
+            queue.lease = Duration::from_secs(60);
+            queue.retry = RetryPolicy::Exponential {
+                max_attempts: 5,
+                initial: Duration::from_secs(2),
+                factor: 2.0,
+                max_interval: Duration::from_secs(120),
+                jitter: true,
+            };
+        }
+    }
+    queue
+}
+
+fn step(name: &str, queue: &str, kind: &str, after: &[&str], params: Value) -> PipelineStep {
+    PipelineStep {
+        name: name.into(),
+        queue: queue.into(),
+        kind: kind.into(),
+        after: after.iter().map(|s| (*s).into()).collect(),
+        params,
+        max_attempts: None,
+        timeout: None,
+    }
+}
+
+fn ingest() -> PipelineStep {
+    step("ingest", Q_INGEST, "media.ingest", &[], json!({}))
+}
+
+fn deliver(after: &[&str]) -> PipelineStep {
+    step(
+        "deliver",
+        Q_DISTRIBUTION,
+        "media.distribute",
+        after,
+        json!({ "targets": [] }),
+    )
+}
+
+/// The built-in pipelines: `image`, `video` and `anb-video` (DESIGN.md §7, seed 004).
+pub fn builtin() -> Vec<PipelineConfig> {
+    vec![image(), video(), anb_video()]
+}
+
+fn image() -> PipelineConfig {
+    let renditions = json!({ "renditions": [
+        { "name": "large", "ops": [{ "op": "resize", "width": 1920, "height": 1920, "fit": "contain" }],
+          "format": "jpeg", "quality": 85 },
+        { "name": "medium", "ops": [{ "op": "resize", "width": 1280, "height": 1280, "fit": "contain" }],
+          "format": "webp" },
+        { "name": "thumb", "ops": [{ "op": "thumbnail", "size": 320 }], "format": "jpeg", "quality": 80 },
+    ]});
+    let filters = json!({ "renditions": [
+        { "name": "filtered", "ops": [
+            { "op": "resize", "width": 1280, "height": 1280, "fit": "contain" },
+            { "op": "grayscale" }, { "op": "blur", "sigma": 1.5 },
+            { "op": "edges" }, { "op": "brightness", "delta": 20 },
+        ], "format": "png" },
+    ]});
+    PipelineConfig {
+        name: "image".into(),
+        steps: vec![
+            ingest(),
+            step(
+                "renditions",
+                Q_TRANSCODE,
+                "image.render",
+                &["ingest"],
+                renditions,
+            ),
+            step("filters", Q_TRANSCODE, "image.render", &["ingest"], filters),
+            deliver(&["renditions", "filters"]),
+        ],
+    }
+}
+
+fn video() -> PipelineConfig {
+    PipelineConfig {
+        name: "video".into(),
+        steps: vec![
+            ingest(),
+            step(
+                "transcode",
+                Q_TRANSCODE,
+                "video.transcode",
+                &["ingest"],
+                json!({}),
+            ),
+            step(
+                "poster",
+                Q_TRANSCODE,
+                "video.poster",
+                &["ingest"],
+                json!({ "width": 640 }),
+            ),
+            step(
+                "preview",
+                Q_TRANSCODE,
+                "video.preview",
+                &["ingest"],
+                json!({ "start_s": 0.0, "duration_s": 5.0, "height": 360 }),
+            ),
+            deliver(&["transcode", "poster", "preview"]),
+        ],
+    }
+}
+
+fn anb_video() -> PipelineConfig {
+    let spec = json!({
+        "trim": { "start_s": 0.0, "max_duration_s": 30.0 },
+        "watermark": { "resource": "logo.png" },
+        "intro": { "resource": "intro.mp4" },
+        "outro": { "resource": "outro.mp4" },
+    });
+    PipelineConfig {
+        name: "anb-video".into(),
+        steps: vec![
+            ingest(),
+            step(
+                "transcode",
+                Q_TRANSCODE,
+                "video.transcode",
+                &["ingest"],
+                spec,
+            ),
+            deliver(&["transcode"]),
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_pipelines_are_valid_runs() {
+        for pipeline in builtin() {
+            let run = pipeline.run(&json!({"key": "uploads/x/a"}), json!({}), &Map::new());
+            assert_eq!(
+                flotilla_core::validate_run(&run),
+                Ok(()),
+                "{}",
+                pipeline.name
+            );
+        }
+    }
+
+    #[test]
+    fn overrides_replace_params_of_their_step_only() {
+        let pipeline = anb_video();
+        let overrides = json!({"transcode": {"trim": {"start_s": 0.0, "max_duration_s": 5.0}}});
+        let run = pipeline.run(
+            &json!({"key": "k"}),
+            json!({}),
+            overrides.as_object().unwrap(),
+        );
+        let transcode = &run.steps[1].job.payload;
+        assert_eq!(transcode["trim"]["max_duration_s"], 5.0);
+        assert_eq!(transcode["watermark"]["resource"], "logo.png");
+        assert_eq!(transcode["input"]["key"], "k");
+        assert_eq!(run.steps[0].job.payload, json!({"input": {"key": "k"}}));
+    }
+}
