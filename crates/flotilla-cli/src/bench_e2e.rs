@@ -190,6 +190,10 @@ fn start_worker(url: &str, concurrency: u32) -> anyhow::Result<Proc> {
             &concurrency.to_string(),
         ])
         .env("RUST_LOG", "warn")
+        .env(
+            "FLOTILLA_OBJECTS",
+            std::env::temp_dir().join("flotilla-bench-objects"),
+        )
         .stderr(Stdio::null())
         .spawn()
         .context("starting a worker")?;

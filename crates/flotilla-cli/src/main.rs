@@ -3,13 +3,13 @@
 mod bench;
 mod bench_e2e;
 mod demo;
+mod demo_media;
+mod process;
 mod remote;
 mod server;
 mod signals;
 mod store_cmd;
 mod worker;
-
-use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
@@ -29,14 +29,11 @@ enum Command {
     /// Runs the server: the /v1 HTTP API, the long-poll broker and the background services
     /// (promoter, reaper, pruner, cron), on the configured store.
     Server(server::ServerArgs),
-    /// Runs a short end-to-end demo of the queue engine on an embedded SQLite store:
-    /// enqueue, priorities, delays, retries into the dead-letter state, replay, unique
-    /// jobs, fair groups and cron, printing what happens.
-    Demo {
-        /// Database file to use (a temporary one when absent).
-        #[arg(long)]
-        db: Option<PathBuf>,
-    },
+    /// Runs the main job end to end on the embedded default: makes sample media with
+    /// ffmpeg, starts a server (SQLite, local object store) and a worker, runs the image,
+    /// video and anb-video pipelines, and prints each asset's status and outputs.
+    /// (--engine: the queue-engine demo instead.)
+    Demo(demo_media::DemoArgs),
     /// Applies the store's pending schema migrations and exits (servers also migrate at
     /// start, one at a time).
     Migrate {
@@ -77,6 +74,9 @@ enum Command {
         #[command(subcommand)]
         command: remote::DeadCommand,
     },
+    /// Uploads files as assets through a pipeline (image, video, anb-video, or one of
+    /// flotilla.toml's) and, with --wait, follows them to the end and prints the results.
+    Process(process::ProcessArgs),
     /// Lists registered workers with their health and current jobs.
     Workers {
         #[command(flatten)]
@@ -123,7 +123,7 @@ fn runtime(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let threads = match command {
         Command::Server(_) => Some(cores.saturating_sub(1).max(1)),
-        Command::Worker(_) | Command::Demo { .. } | Command::Bench(_) => Some(cores),
+        Command::Worker(_) | Command::Demo(_) | Command::Bench(_) => Some(cores),
         _ => None,
     };
     let mut builder = match threads {
@@ -150,7 +150,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Queues { remote, command } => remote::queues(&remote, command).await,
         Command::Dead { remote, command } => remote::dead(&remote, command).await,
         Command::Workers { remote } => remote::workers(&remote).await,
-        Command::Demo { db } => demo::run(db).await,
+        Command::Process(args) => process::run(args).await,
+        Command::Demo(args) => demo_media::run(args).await,
         Command::Migrate { store } => store_cmd::migrate(&store).await,
         Command::Store(command) => store_cmd::run(command).await,
         Command::Bench(BenchCommand::Store(args)) => bench::store(args).await,

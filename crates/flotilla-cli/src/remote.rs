@@ -42,6 +42,11 @@ impl Remote {
         self.token.clone()
     }
 
+    /// Whether to print JSON instead of tables.
+    pub(crate) fn json(&self) -> bool {
+        self.json
+    }
+
     fn client(&self) -> anyhow::Result<Client> {
         Ok(Client::new(&self.url, self.token.clone())?)
     }
@@ -403,7 +408,7 @@ fn job_detail(job: &Job) -> String {
 }
 
 /// Left-aligned columns, as wide as their widest cell.
-fn table(headers: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
+pub(crate) fn table(headers: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
     let rows: Vec<Vec<String>> = rows.collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in &rows {

@@ -1,16 +1,21 @@
 //! `flotilla worker`: runs the built-in handlers, or any program with `--exec`, pulling work
 //! from a server over HTTP until SIGTERM/SIGINT (then drains and exits 0).
 //!
-//! Built-in kinds (the media handlers join them in a later release):
+//! Built-in kinds: the media handlers of `flotilla-media` (`media.ingest`,
+//! `image.render`, `video.transcode`, `video.poster`, `video.preview`, `media.distribute`)
+//! over the object store `--objects`, delivering to the targets of `--targets`, and:
 //! - `noop`: does nothing, returns `{}`;
 //! - `echo`: returns its payload;
 //! - `sleep`: waits `payload.ms` milliseconds (stops early when cancelled);
 //! - `fail`: fails with `payload.message`, retryable unless `payload.retryable` is false.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use flotilla_worker::{ExecHandler, JobContext, JobError, Worker};
+use anyhow::Context;
+use flotilla_worker::{ExecHandler, JobContext, JobError, Worker, WorkerBuilder};
 use serde_json::{Value, json};
 
 use crate::remote::Remote;
@@ -39,6 +44,14 @@ pub(crate) struct WorkerArgs {
     /// On SIGTERM, how long running jobs may take to finish before they are handed back.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
     shutdown_grace: Duration,
+    /// The object store the media handlers read and write: the server's (a directory, or
+    /// s3://bucket?endpoint=URL).
+    #[arg(long, env = "FLOTILLA_OBJECTS", default_value = "flotilla-objects")]
+    objects: String,
+    /// A TOML file of delivery targets for media.distribute, one table each:
+    /// `[archive]` `type = "dir"` `path = "/srv/out"` (also s3, http, ftp).
+    #[arg(long)]
+    targets: Option<PathBuf>,
 }
 
 pub(crate) async fn run(args: WorkerArgs) -> anyhow::Result<()> {
@@ -56,7 +69,7 @@ pub(crate) async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     }
     builder = match args.exec {
         Some(command) => builder.default_handler(ExecHandler::new(command)),
-        None => builder
+        None => media(builder, &args.objects, args.targets.as_deref())?
             .handler("noop", |_ctx: JobContext| async { Ok(json!({})) })
             .handler("echo", |ctx: JobContext| async move {
                 Ok(ctx.payload().clone())
@@ -66,6 +79,29 @@ pub(crate) async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     };
     builder.build()?.run_until_signal().await?;
     Ok(())
+}
+
+/// Adds the media handlers over the object store `objects`, delivering to `targets`.
+fn media(
+    builder: WorkerBuilder,
+    objects: &str,
+    targets: Option<&std::path::Path>,
+) -> anyhow::Result<WorkerBuilder> {
+    let objects = flotilla_objects::Objects::open(objects)
+        .with_context(|| format!("opening the object store {objects}"))?;
+    let mut media = flotilla_media::Media::new(objects);
+    if let Some(path) = targets {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let targets: std::collections::BTreeMap<String, flotilla_distribute::TargetConfig> =
+            toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
+        media.distributor = flotilla_distribute::Distributor::new(targets)
+            .with_context(|| format!("targets in {}", path.display()))?;
+    }
+    if media.ffmpeg.is_none() {
+        tracing::warn!("ffmpeg/ffprobe not found: video jobs will fail until they are installed");
+    }
+    Ok(flotilla_media::register(builder, Arc::new(media)))
 }
 
 async fn sleep(ctx: JobContext) -> Result<Value, JobError> {

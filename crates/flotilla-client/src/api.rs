@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use flotilla_core::JobId;
 use flotilla_proto::{
-    AckBatchRequest, AckBatchResponse, AckResponse, CompleteRequest, CountResponse, DeadRequest,
-    EnqueueBatchRequest, EnqueueBatchResponse, EnqueueResponse, FailRequest, HealthResponse,
-    HeartbeatRequest, HeartbeatResponse, Job, JobListQuery, JobPage, NewJob, PollRequest,
-    PollResponse, QueueView, RegisterRequest, RegisterResponse, WorkerStatusRequest, WorkerView,
+    AckBatchRequest, AckBatchResponse, AckResponse, AssetUploadQuery, AssetView, CompleteRequest,
+    CountResponse, DeadRequest, EnqueueBatchRequest, EnqueueBatchResponse, EnqueueResponse,
+    FailRequest, HealthResponse, HeartbeatRequest, HeartbeatResponse, Job, JobListQuery, JobPage,
+    NewJob, PollRequest, PollResponse, QueueView, RegisterRequest, RegisterResponse, RunId,
+    WorkerStatusRequest, WorkerView,
 };
 use reqwest::Method;
 
@@ -188,3 +189,32 @@ impl Client {
         self.send(req).await
     }
 }
+
+// ----- assets -----
+impl Client {
+    /// `POST /v1/assets`: uploads `body` (a stream of chunks, e.g. a file read piece by
+    /// piece) as `query.name` and starts `query.pipeline` over it. Uploads get
+    /// [`UPLOAD_TIMEOUT`] instead of the client's timeout.
+    pub async fn upload_asset(
+        &self,
+        query: &AssetUploadQuery,
+        body: reqwest::Body,
+    ) -> Result<AssetView, ClientError> {
+        let req = self
+            .request(Method::POST, &["v1", "assets"])
+            .timeout(UPLOAD_TIMEOUT)
+            .query(query)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(body);
+        self.send(req).await
+    }
+
+    /// `GET /v1/assets/{id}`: an asset's status, steps and outputs.
+    pub async fn asset(&self, asset: RunId) -> Result<AssetView, ClientError> {
+        let req = self.request(Method::GET, &["v1", "assets", &asset.to_string()]);
+        self.send(req).await
+    }
+}
+
+/// How long an upload may take.
+pub const UPLOAD_TIMEOUT: Duration = Duration::from_secs(3600);

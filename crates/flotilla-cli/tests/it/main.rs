@@ -1,6 +1,7 @@
 //! End-to-end tests of the `flotilla` binary: real server processes on loopback ports.
 
 mod copy;
+mod media;
 mod multi_server;
 mod processes;
 mod python_example;

@@ -131,6 +131,11 @@ impl WorkerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
             .args(["worker", "--url", url])
             .args(args)
+            // The media handlers' object store: out of the source tree.
+            .env(
+                "FLOTILLA_OBJECTS",
+                std::env::temp_dir().join("flotilla-test-objects"),
+            )
             .envs(env.iter().copied())
             .env("RUST_LOG", "info,flotilla_worker=debug")
             .stderr(Stdio::piped())

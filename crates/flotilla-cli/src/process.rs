@@ -1,0 +1,165 @@
+//! `flotilla process FILES…`: uploads each file as an asset through a pipeline and, with
+//! `--wait`, follows each until it is processed or failed, with a progress bar per file
+//! (bytes sent, then steps done), and prints a table of the results.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use flotilla_client::Client;
+use flotilla_proto::{AssetStatus, AssetUploadQuery, AssetView, StepState};
+use futures::StreamExt;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use tokio_util::io::ReaderStream;
+
+use crate::remote::Remote;
+
+/// Options of `flotilla process`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct ProcessArgs {
+    #[command(flatten)]
+    remote: Remote,
+    /// The files to upload.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// The pipeline to run over each (built in: image, video, anb-video).
+    #[arg(long, default_value = "image")]
+    pipeline: String,
+    /// Per-step parameter overrides as JSON, e.g. '{"transcode": {"crf": 20}}'.
+    #[arg(long)]
+    params: Option<String>,
+    /// Wait until every asset is processed or failed; exit non-zero if any failed.
+    #[arg(long)]
+    wait: bool,
+    /// Give up waiting after this long.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30m")]
+    timeout: Duration,
+}
+
+pub(crate) async fn run(args: ProcessArgs) -> anyhow::Result<()> {
+    let client = Client::new(args.remote.url(), args.remote.token())?;
+    let bars = MultiProgress::new();
+    let mut uploads = Vec::new();
+    for file in &args.files {
+        let bar = bars.add(ProgressBar::new(0));
+        let asset = upload(&client, &args, file, &bar).await?;
+        uploads.push((file.clone(), asset, bar));
+    }
+    let mut assets = Vec::new();
+    for (file, asset, bar) in uploads {
+        let asset = if args.wait {
+            follow(&client, asset, &bar, args.timeout).await?
+        } else {
+            bar.finish_with_message(format!("asset {} uploaded", asset.id));
+            asset
+        };
+        assets.push((file, asset));
+    }
+    if args.remote.json() {
+        let views: Vec<&AssetView> = assets.iter().map(|(_, a)| a).collect();
+        println!("{}", serde_json::to_string_pretty(&views)?);
+    } else {
+        print!("{}", results_table(&assets));
+    }
+    let failed = assets
+        .iter()
+        .filter(|(_, a)| a.status == AssetStatus::Failed)
+        .count();
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} assets failed", assets.len());
+    }
+    Ok(())
+}
+
+/// Streams `file` to the server, the bar counting bytes.
+async fn upload(
+    client: &Client,
+    args: &ProcessArgs,
+    file: &PathBuf,
+    bar: &ProgressBar,
+) -> anyhow::Result<AssetView> {
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .context("a file name")?;
+    let opened = tokio::fs::File::open(file)
+        .await
+        .with_context(|| format!("cannot open {}", file.display()))?;
+    let size = opened.metadata().await?.len();
+    bar.set_length(size);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:30} [{bar:30}] {bytes}/{total_bytes}")?
+            .progress_chars("=> "),
+    );
+    bar.set_message(name.clone());
+    let counter = bar.clone();
+    let stream = ReaderStream::new(opened).inspect(move |chunk| {
+        if let Ok(bytes) = chunk {
+            counter.inc(bytes.len() as u64);
+        }
+    });
+    let query = AssetUploadQuery {
+        name: name.clone(),
+        pipeline: Some(args.pipeline.clone()),
+        params: args.params.clone(),
+    };
+    client
+        .upload_asset(&query, reqwest::Body::wrap_stream(stream))
+        .await
+        .with_context(|| format!("uploading {}", file.display()))
+}
+
+/// Polls the asset until it is processed or failed, the bar counting finished steps.
+async fn follow(
+    client: &Client,
+    mut asset: AssetView,
+    bar: &ProgressBar,
+    timeout: Duration,
+) -> anyhow::Result<AssetView> {
+    bar.set_style(ProgressStyle::with_template(
+        "{msg:30} [{bar:30}] {pos}/{len} steps",
+    )?);
+    bar.set_length(asset.steps.len() as u64);
+    bar.set_position(0);
+    let deadline = tokio::time::Instant::now() + timeout;
+    while matches!(
+        asset.status,
+        AssetStatus::Uploaded | AssetStatus::Processing
+    ) {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "asset {} still {:?} after {timeout:?}",
+            asset.id,
+            asset.status
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        asset = client.asset(asset.id).await?;
+        let done = asset
+            .steps
+            .iter()
+            .filter(|s| s.state == StepState::Succeeded)
+            .count();
+        bar.set_position(done as u64);
+    }
+    bar.finish_with_message(format!("{} {:?}", asset.name, asset.status).to_lowercase());
+    Ok(asset)
+}
+
+fn results_table(assets: &[(PathBuf, AssetView)]) -> String {
+    let rows = assets.iter().map(|(file, a)| {
+        let outputs: Vec<&str> = a.outputs.iter().map(|o| o.key.as_str()).collect();
+        let error = a
+            .steps
+            .iter()
+            .find_map(|s| s.error.as_deref().filter(|_| s.state == StepState::Failed))
+            .unwrap_or("");
+        vec![
+            file.display().to_string(),
+            a.id.to_string(),
+            format!("{:?}", a.status).to_lowercase(),
+            outputs.join(" "),
+            error.to_owned(),
+        ]
+    });
+    crate::remote::table(&["FILE", "ASSET", "STATUS", "OUTPUTS", "ERROR"], rows)
+}
