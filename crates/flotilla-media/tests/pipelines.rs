@@ -307,8 +307,29 @@ async fn bad_media_fails_without_retries_and_says_why() {
     std::fs::write(&text, "just some text, named like a video").unwrap();
     let empty = rig.path("empty.png");
     std::fs::write(&empty, b"").unwrap();
+    // A 15 KB PNG that claims 11000×11000 pixels (121 MP; the limit is 100 MP).
+    let bomb = rig.path("bomb.png");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=black:size=11000x11000",
+        "-frames:v",
+        "1",
+        "-pix_fmt",
+        "monob",
+        bomb.to_str().unwrap(),
+    ]);
+    assert!(std::fs::metadata(&bomb).unwrap().len() < 100_000);
+    let movie = rig.path("movie.mp4");
+    clip(&movie, "320x240", "2", true);
+    let movie_bytes = std::fs::read(&movie).unwrap();
+    let cut = rig.path("cut.mp4");
+    std::fs::write(&cut, &movie_bytes[..movie_bytes.len() / 2]).unwrap();
     for (file, name, pipeline, says) in [
         (&truncated, "truncated.jpg", "image", "truncated"),
+        (&bomb, "bomb.png", "image", "100000000"),
+        (&cut, "cut.mp4", "video", "truncated or corrupt"),
         (&text, "notes.mp4", "video", "unsupported file type"),
         (&empty, "empty.png", "image", "empty"),
     ] {
