@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_e2e;
+mod bench_media;
 mod demo;
 mod demo_media;
 mod process;
@@ -95,6 +96,9 @@ enum BenchCommand {
     /// A server and worker processes on loopback: HTTP enqueue, drain, enqueue→start
     /// latency, and a kill -9 crash run.
     E2e(bench_e2e::E2eBenchArgs),
+    /// Media: the seed-001 filter comparison (sequential, threads, a pool of processes),
+    /// 4000x3000 JPEG → three renditions, and the realtime factor of 1080p → 720p.
+    Media(bench_media::MediaBenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -156,6 +160,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Store(command) => store_cmd::run(command).await,
         Command::Bench(BenchCommand::Store(args)) => bench::store(args).await,
         Command::Bench(BenchCommand::E2e(args)) => bench_e2e::run(args).await,
+        Command::Bench(BenchCommand::Media(args)) => bench_media::run(args).await,
     }
 }
 
