@@ -6,6 +6,7 @@
 //! | `image.render` | `q-transcode` | renditions and filter chains (`flotilla-image`) |
 //! | `video.transcode` | `q-transcode` | 720p H.264/AAC, trim, watermark, intro/outro (`flotilla-video`) |
 //! | `video.poster`, `video.preview` | `q-transcode` | a poster frame, a short clip |
+//! | `video.hls` | `q-transcode` | HLS playlist and segments of a step's MP4 (or the upload) |
 //! | `media.distribute` | `q-distribution` | every output of the steps before it, to named targets |
 //!
 //! Each job is a step of a pipeline run over an uploaded asset (see
@@ -65,12 +66,13 @@ impl Media {
 }
 
 /// The job kinds [`register`] adds.
-pub const KINDS: [&str; 6] = [
+pub const KINDS: [&str; 7] = [
     "media.ingest",
     "image.render",
     "video.transcode",
     "video.poster",
     "video.preview",
+    "video.hls",
     "media.distribute",
 ];
 
@@ -88,6 +90,8 @@ pub fn register(builder: WorkerBuilder, media: Arc<Media>) -> WorkerBuilder {
     let builder = builder.handler("video.poster", move |ctx| video::poster(m.clone(), ctx));
     let m = media.clone();
     let builder = builder.handler("video.preview", move |ctx| video::preview(m.clone(), ctx));
+    let m = media.clone();
+    let builder = builder.handler("video.hls", move |ctx| video::hls(m.clone(), ctx));
     let m = media;
     builder.handler("media.distribute", move |ctx| {
         distribute::run(m.clone(), ctx)

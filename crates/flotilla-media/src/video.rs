@@ -1,4 +1,5 @@
-//! `video.transcode`, `video.poster`, `video.preview`: FFmpeg through `flotilla-video`.
+//! `video.transcode`, `video.poster`, `video.preview`, `video.hls`: FFmpeg through
+//! `flotilla-video`.
 //! Resources the parameters name (`{"resource": "logo.png"}` for the watermark, the intro
 //! and the outro) are downloaded from `resources/` first. FFmpeg's progress goes out
 //! through the job's heartbeats; a cancelled job or a timeout kills FFmpeg.
@@ -6,12 +7,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use flotilla_video::{Ffmpeg, RunControl, TranscodeSpec, VideoError};
+use flotilla_objects::ObjectKey;
+use flotilla_video::{Ffmpeg, HlsSpec, RunControl, TranscodeSpec, VideoError};
 use flotilla_worker::{JobContext, JobError};
 use serde_json::{Map, Value, json};
 
 use crate::Media;
-use crate::step::{Step, job_error};
+use crate::step::{Step, job_error, objects_error};
 
 fn ffmpeg(media: &Media) -> Result<&Ffmpeg, JobError> {
     media
@@ -146,4 +148,54 @@ pub(crate) async fn preview(media: Arc<Media>, ctx: JobContext) -> Result<Value,
 
 fn number(params: &Map<String, Value>, key: &str) -> Option<f64> {
     params.get(key).and_then(Value::as_f64)
+}
+
+/// Runs one `video.hls` job: `{"segment_s": 4}`. It segments the MP4 that a step it waited
+/// for produced (e.g. `transcode`), or else the upload; the playlist and its segments
+/// become outputs `hls/<file>`, side by side under `processed/<upload>/hls/`.
+pub(crate) async fn hls(media: Arc<Media>, ctx: JobContext) -> Result<Value, JobError> {
+    let ffmpeg = ffmpeg(&media)?;
+    let step = Step::open(&media, &ctx)?;
+    let spec: HlsSpec = serde_json::from_value(Value::Object(step.params.clone()))
+        .map_err(|e| JobError::fatal(format!("bad hls parameters: {e}")))?;
+    let input = match produced_video(&step) {
+        Some(key) => {
+            let local = step.path("source.mp4");
+            let key = ObjectKey::parse(&key).map_err(|e| JobError::fatal(e.to_string()))?;
+            media
+                .objects
+                .get_to_file(&key, &local)
+                .await
+                .map_err(|e| objects_error("the video to segment", e))?;
+            local
+        }
+        None => step.download_input(&media).await?.0,
+    };
+    let out_dir = step.path("hls");
+    let done = ffmpeg
+        .hls(&input, &out_dir, &spec, &control(&ctx, "hls"))
+        .await
+        .map_err(|e| video_error(&step, e))?;
+    let mut outputs = Vec::new();
+    for file in std::iter::once(&done.playlist).chain(&done.segments) {
+        let file_name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let details = json!({ "type": "hls", "copied": done.copied });
+        let name = format!("hls/{file_name}");
+        outputs.push(step.upload_output(&media, &name, file, details).await?);
+    }
+    Ok(json!({ "outputs": outputs }))
+}
+
+/// The key of the first MP4 output among the results of the steps waited for.
+fn produced_video(step: &Step) -> Option<String> {
+    step.inputs
+        .values()
+        .filter_map(|r| r.get("outputs").and_then(Value::as_array))
+        .flatten()
+        .find(|o| o["name"].as_str().is_some_and(|n| n.ends_with(".mp4")))
+        .and_then(|o| o["key"].as_str())
+        .map(str::to_owned)
 }

@@ -343,3 +343,66 @@ async fn bad_media_fails_without_retries_and_says_why() {
     }
     rig.stop().await;
 }
+
+/// HLS as an option: a run of `video.transcode` then `video.hls` (created with
+/// `POST /v1/runs`) segments the 720p output into a playlist and segments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hls_segments_the_transcoded_video() {
+    let rig = Rig::start().await;
+    let input = rig.path("clip.mp4");
+    clip(&input, "640x360", "6", true);
+    let objects = Objects::local(&rig.server.objects_dir).unwrap();
+    let key = ObjectKey::upload("u1", "clip.mp4");
+    objects.put_file(&key, &input).await.unwrap();
+    let source = serde_json::json!({"key": key.as_str(), "name": "clip.mp4", "upload": "u1"});
+    let run = serde_json::json!({
+        "pipeline": "hls",
+        "steps": [
+            {"name": "transcode", "job": {"queue": "q-transcode", "kind": "video.transcode", "payload": {"input": source}}},
+            {"name": "hls", "after": ["transcode"], "job": {"queue": "q-transcode", "kind": "video.hls", "payload": {"input": source, "segment_s": 2}}}
+        ]
+    });
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/runs", rig.server.url))
+        .json(&run)
+        .send()
+        .await
+        .unwrap();
+    let created: Value = resp.json().await.unwrap();
+    let get = format!("{}/v1/runs/{}", rig.server.url, created["id"]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let done = loop {
+        let run: Value = reqwest::get(&get).await.unwrap().json().await.unwrap();
+        if run["state"] != "running" {
+            break run;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still {run}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let outputs = done["steps"][1]["result"]["outputs"].as_array().unwrap();
+    assert_eq!(outputs[0]["name"], "hls/playlist.m3u8");
+    assert!(
+        outputs.len() >= 3,
+        "a playlist and at least two segments: {outputs:?}"
+    );
+    let playlist = rig
+        .server
+        .objects_dir
+        .join(outputs[0]["key"].as_str().unwrap());
+    let text = std::fs::read_to_string(&playlist).unwrap();
+    for segment in &outputs[1..] {
+        let name = segment["name"].as_str().unwrap().trim_start_matches("hls/");
+        assert!(text.contains(name), "{name} in {text}");
+        let file = rig
+            .server
+            .objects_dir
+            .join(segment["key"].as_str().unwrap());
+        assert_eq!(
+            file.parent(),
+            playlist.parent(),
+            "segments beside the playlist"
+        );
+    }
+    rig.stop().await;
+}
