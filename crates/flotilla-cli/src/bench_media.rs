@@ -9,6 +9,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+
+use crate::samples::{clip, ffmpeg};
 use flotilla_image::{Limits, OutputFormat, Rendition};
 use flotilla_video::{Ffmpeg, RunControl, TranscodeSpec};
 
@@ -143,28 +145,7 @@ fn renditions(dir: &Path) -> anyhow::Result<()> {
 
 async fn video(dir: &Path, secs: u32) -> anyhow::Result<()> {
     let source = dir.join("source-1080p.mp4");
-    let seconds = secs.to_string();
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=1920x1080:rate=30",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440",
-        "-t",
-        &seconds,
-        "-pix_fmt",
-        "yuv420p",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-c:a",
-        "aac",
-        &path(&source),
-    ])?;
+    clip(&source, "testsrc2=size=1920x1080:rate=30", secs)?;
     let ffmpeg = Ffmpeg::from_path()?;
     let spec = TranscodeSpec::default();
     let start = Instant::now();
@@ -208,16 +189,4 @@ fn frames(dir: &Path, n: usize) -> anyhow::Result<Vec<PathBuf>> {
 
 fn path(p: &Path) -> String {
     p.display().to_string()
-}
-
-fn ffmpeg(args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(args)
-        .output()
-        .context("running ffmpeg (install it: apt-get install ffmpeg)")?;
-    if !out.status.success() {
-        bail!("ffmpeg failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(())
 }

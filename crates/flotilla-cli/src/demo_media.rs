@@ -10,6 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+
+use crate::samples::{clip, ffmpeg};
 use flotilla_client::Client;
 use flotilla_objects::{ObjectKey, Objects};
 use flotilla_proto::{AssetStatus, AssetUploadQuery, AssetView};
@@ -179,43 +181,6 @@ fn samples(dir: &Path) -> anyhow::Result<Samples> {
         &path(&s.logo),
     ])?;
     Ok(s)
-}
-
-fn clip(path: &Path, source: &str, seconds: u32) -> anyhow::Result<()> {
-    let seconds = seconds.to_string();
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        source,
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440",
-        "-t",
-        &seconds,
-        "-pix_fmt",
-        "yuv420p",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-c:a",
-        "aac",
-        &path.display().to_string(),
-    ])
-}
-
-fn ffmpeg(args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(args)
-        .output()
-        .context("running ffmpeg (install it: apt-get install ffmpeg)")?;
-    if !out.status.success() {
-        bail!("ffmpeg failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(())
 }
 
 fn spawn(dir: &Path, args: &[&str]) -> anyhow::Result<Child2> {

@@ -7,6 +7,7 @@ mod demo;
 mod demo_media;
 mod process;
 mod remote;
+mod samples;
 mod server;
 mod signals;
 mod store_cmd;

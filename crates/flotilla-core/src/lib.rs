@@ -38,7 +38,7 @@ pub use queue::{QueueConfig, Retention, round_robin};
 pub use retry::{FailureOutcome, RetryPolicy, on_failure};
 pub use run::{
     MAX_STEPS, NewRun, NewStep, RUN_PAYLOAD_KEY, Run, RunId, RunState, Step, StepState, run_state,
-    step_payload, step_state, validate_run,
+    step_payload, step_state, stored_step_state, validate_run,
 };
 pub use state::{Event, JobState, transition};
 

@@ -245,6 +245,26 @@ pub fn step_state(job: Option<JobState>) -> StepState {
     }
 }
 
+/// A stored step's state and last error: `enqueued` when the step has a job id, `job` the
+/// state of that job if it still exists, `result_kept` when the step's result was stored.
+/// A step whose job was pruned counts as succeeded when its result was kept, else as
+/// failed.
+pub fn stored_step_state(
+    enqueued: bool,
+    job: Option<JobState>,
+    result_kept: bool,
+    last_error: Option<String>,
+) -> (StepState, Option<String>) {
+    match (enqueued, job, result_kept) {
+        (true, None, true) => (StepState::Succeeded, last_error),
+        (true, None, false) => (
+            StepState::Failed,
+            Some("the step's job was pruned before it succeeded".into()),
+        ),
+        (_, job, _) => (step_state(job), last_error),
+    }
+}
+
 /// A run's state from its steps': failed if any failed, else cancelled if any was
 /// cancelled, else succeeded if all succeeded, else running.
 pub fn run_state(steps: impl IntoIterator<Item = StepState>) -> RunState {

@@ -115,36 +115,29 @@ pub fn default_media_queue(name: &str) -> QueueConfig {
         Q_TRANSCODE => {
             queue.lease = Duration::from_secs(120);
             queue.timeout = Some(Duration::from_secs(3600));
-            queue.retry = RetryPolicy::Exponential {
-                max_attempts: 3,
-                initial: Duration::from_secs(5),
-                factor: 2.0,
-                max_interval: Duration::from_secs(300),
-                jitter: true,
-            };
+            queue.retry = doubling(3, 5, 300);
         }
         Q_DISTRIBUTION => {
             queue.lease = Duration::from_secs(120);
-            queue.retry = RetryPolicy::Exponential {
-                max_attempts: 12,
-                initial: Duration::from_secs(5),
-                factor: 2.0,
-                max_interval: Duration::from_secs(3600),
-                jitter: true,
-            };
+            queue.retry = doubling(12, 5, 3600);
         }
         _ => {
             queue.lease = Duration::from_secs(60);
-            queue.retry = RetryPolicy::Exponential {
-                max_attempts: 5,
-                initial: Duration::from_secs(2),
-                factor: 2.0,
-                max_interval: Duration::from_secs(120),
-                jitter: true,
-            };
+            queue.retry = doubling(5, 2, 120);
         }
     }
     queue
+}
+
+/// Exponential backoff from `initial_s`, doubling up to `max_s`, with full jitter.
+fn doubling(max_attempts: u32, initial_s: u64, max_s: u64) -> RetryPolicy {
+    RetryPolicy::Exponential {
+        max_attempts,
+        initial: Duration::from_secs(initial_s),
+        factor: 2.0,
+        max_interval: Duration::from_secs(max_s),
+        jitter: true,
+    }
 }
 
 fn step(name: &str, queue: &str, kind: &str, after: &[&str], params: Value) -> PipelineStep {

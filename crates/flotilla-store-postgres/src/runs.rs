@@ -24,8 +24,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use deadpool_postgres::GenericClient;
 use flotilla_core::{
-    JobId, JobState, NewJob, NewRun, Run, RunId, Step, Timestamp, run_state, step_payload,
-    step_state, validate_run,
+    JobId, NewJob, NewRun, Run, RunId, Step, Timestamp, run_state, step_payload, stored_step_state,
+    validate_run,
 };
 use flotilla_store::{JobInsertManyParams, RunCreated, RunListParams, RunPage, StoreError};
 use serde_json::Value;
@@ -403,16 +403,9 @@ fn step_from_row(r: &Row) -> Result<Step, PgError> {
     let result = parse::<Value>(get::<Option<&str>>(r, 7)?, "a step's result")?;
     let job_exists: bool = get(r, 8)?;
     let job_state = get::<Option<i16>>(r, 9)?.map(state).transpose()?;
-    let mut error: Option<String> = get(r, 11)?;
-    let state = match (job_id, job_exists, &result) {
-        // The job was pruned: its result, kept here, says how it ended.
-        (Some(_), false, Some(_)) => step_state(Some(JobState::Succeeded)),
-        (Some(_), false, None) => {
-            error = Some("the step's job was pruned before it succeeded".into());
-            step_state(Some(JobState::Dead))
-        }
-        _ => step_state(job_state),
-    };
+    let last_error: Option<String> = get(r, 11)?;
+    let job = job_state.filter(|_| job_exists);
+    let (state, error) = stored_step_state(job_id.is_some(), job, result.is_some(), last_error);
     Ok(Step {
         name: get(r, 4)?,
         after: get(r, 5)?,

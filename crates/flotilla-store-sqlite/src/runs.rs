@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use flotilla_core::{
     AttemptError, JobId, JobState, NewJob, NewRun, Run, RunId, Step, Timestamp, run_state,
-    step_payload, step_state, validate_run,
+    step_payload, stored_step_state, validate_run,
 };
 use flotilla_store::{
     Completion, JobInsertManyParams, RunCreated, RunListParams, RunPage, StoreError, StoreResult,
@@ -292,16 +292,10 @@ impl StepRow {
                 .map_err(|e| StoreError::Internal(format!("job errors: {e}")))?,
             None => Vec::new(),
         };
-        let mut error = errors.last().map(|e| e.error.clone());
-        let state = match (self.job_id, self.job_exists, &result) {
-            // The job was pruned: its result, kept here, says how it ended.
-            (Some(_), false, Some(_)) => step_state(Some(JobState::Succeeded)),
-            (Some(_), false, None) => {
-                error = Some("the step's job was pruned before it succeeded".into());
-                step_state(Some(JobState::Dead))
-            }
-            _ => step_state(job_state),
-        };
+        let last_error = errors.last().map(|e| e.error.clone());
+        let job = job_state.filter(|_| self.job_exists);
+        let (state, error) =
+            stored_step_state(self.job_id.is_some(), job, result.is_some(), last_error);
         Ok(Step {
             name: self.name,
             after: parse_value(&self.after)?,

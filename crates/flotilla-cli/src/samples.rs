@@ -1,0 +1,46 @@
+//! Sample media made with FFmpeg's test sources, for the demo and the media benchmark
+//! (nothing is downloaded, nothing large is committed).
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+/// Runs `ffmpeg` quietly with `args`, overwriting outputs; its error lines on failure.
+pub(crate) fn ffmpeg(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(args)
+        .output()
+        .context("running ffmpeg (install it: apt-get install ffmpeg)")?;
+    if !out.status.success() {
+        bail!("ffmpeg failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// An H.264/AAC MP4 of `seconds` from the lavfi video `source`, with a 440 Hz tone.
+pub(crate) fn clip(path: &Path, source: &str, seconds: u32) -> anyhow::Result<()> {
+    let seconds = seconds.to_string();
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        source,
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440",
+        "-t",
+        &seconds,
+        "-pix_fmt",
+        "yuv420p",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-c:a",
+        "aac",
+        &path.display().to_string(),
+    ])
+}
