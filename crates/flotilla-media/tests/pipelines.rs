@@ -25,11 +25,19 @@ struct Rig {
 
 impl Rig {
     async fn start() -> Rig {
+        Rig::start_with(None).await
+    }
+
+    /// A rig whose worker delivers to these targets.
+    async fn start_with(targets: Option<flotilla_distribute::Distributor>) -> Rig {
         let server = spawn_media(64 * 1024 * 1024).await;
         let objects = Objects::local(&server.objects_dir).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let mut media = Media::new(objects);
         media.scratch = dir.path().to_owned();
+        if let Some(distributor) = targets {
+            media.distributor = distributor;
+        }
         let client = flotilla_client::Client::new(&server.url, None).unwrap();
         let builder = Worker::builder(client)
             .queues(["q-ingest", "q-transcode", "q-distribution"])
@@ -404,5 +412,67 @@ async fn hls_segments_the_transcoded_video() {
             "segments beside the playlist"
         );
     }
+    rig.stop().await;
+}
+
+/// Delivery to an HTTP endpoint that answers 503 to its first two requests: the deliver
+/// step fails retryably, the queue retries it with backoff, and the third attempt delivers
+/// every output; the asset ends processed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_that_fails_twice_is_retried_and_lands() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let requests = Arc::new(AtomicUsize::new(0));
+    let received = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (count, store) = (requests.clone(), received.clone());
+    let app = axum::Router::new().route(
+        "/upload/{*name}",
+        axum::routing::put(
+            move |axum::extract::Path(name): axum::extract::Path<String>,
+                  body: axum::body::Bytes| {
+                let (count, store) = (count.clone(), store.clone());
+                async move {
+                    if count.fetch_add(1, Ordering::SeqCst) < 2 {
+                        return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                    }
+                    assert!(!body.is_empty());
+                    store.lock().unwrap().push(name);
+                    axum::http::StatusCode::OK
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let target: flotilla_distribute::TargetConfig = serde_json::from_value(serde_json::json!({
+        "type": "http", "url": format!("http://{addr}/upload/{{name}}"), "method": "PUT",
+        "allow_private": true,
+    }))
+    .unwrap();
+    let targets = std::collections::BTreeMap::from([("web".to_owned(), target)]);
+    let distributor = flotilla_distribute::Distributor::new(targets).unwrap();
+    let rig = Rig::start_with(Some(distributor)).await;
+    let input = rig.path("photo.jpg");
+    photo(&input, "800x600");
+    let params = "%7B%22deliver%22%3A%7B%22targets%22%3A%5B%22web%22%5D%7D%7D";
+    let asset = rig.process(&input, "photo.jpg", "image", params).await;
+    assert_eq!(asset["status"], "processed", "{asset}");
+    let deliver = &asset["steps"][3];
+    assert_eq!(
+        deliver["attempt"], 3,
+        "two failed attempts, then success: {deliver}"
+    );
+    assert_eq!(deliver["result"]["deliveries"].as_array().unwrap().len(), 4);
+    let mut names: Vec<String> = received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|n| n.rsplit('/').next().unwrap().to_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["filtered.png", "large.jpg", "medium.webp", "thumb.jpg"]
+    );
     rig.stop().await;
 }
