@@ -13,7 +13,8 @@ use axum::response::{IntoResponse, Response};
 use flotilla_core::{ErrorCode, Run, RunId, RunState, StepState};
 use flotilla_objects::{ObjectKey, Objects, ObjectsError};
 use flotilla_proto::{
-    AssetOutput, AssetPage, AssetStatus, AssetUploadQuery, AssetView, ErrorBody, RunListQuery,
+    AssetOutput, AssetPage, AssetStatus, AssetUploadQuery, AssetView, ErrorBody, ResourceView,
+    RunListQuery,
 };
 use flotilla_server::pipelines::PipelineConfig;
 use flotilla_store::{RunCreateParams, RunListParams, StoreError};
@@ -292,4 +293,32 @@ fn status(run: &Run) -> AssetStatus {
             }
         }
     }
+}
+
+/// Store a resource (a logo, an intro or outro clip) under `resources/{name}` for the
+/// pipelines' steps to use; replaces one of the same name.
+#[utoipa::path(put, path = "/v1/resources/{name}", tag = "admin",
+    params(("name" = String, Path, description = "Resource name, e.g. logo.png")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 200, body = ResourceView), (status = "4XX", body = ErrorBody)))]
+pub(crate) async fn put_resource(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: Body,
+) -> Result<axum::Json<ResourceView>, ApiError> {
+    let media = media(&s)?;
+    let key = ObjectKey::resource(&name).map_err(objects_error)?;
+    let stream = body
+        .into_data_stream()
+        .map_err(|e| std::io::Error::other(e.to_string()));
+    let info = media
+        .objects
+        .put_stream(&key, stream, Some(media.max_upload_bytes))
+        .await
+        .map_err(objects_error)?;
+    Ok(axum::Json(ResourceView {
+        key: key.as_str().to_owned(),
+        size: info.size,
+        sha256: info.sha256,
+    }))
 }

@@ -133,6 +133,14 @@ pub fn router_with_media(
             get(assets::output.layer(producer.clone())),
         )
         .route(
+            "/v1/resources/{name}",
+            axum::routing::put(
+                assets::put_resource
+                    .layer(admin.clone())
+                    .layer(DefaultBodyLimit::disable()),
+            ),
+        )
+        .route(
             "/v1/runs",
             post(runs::create.layer(producer.clone())).get(runs::list.layer(producer.clone())),
         )
@@ -208,6 +216,7 @@ async fn time_limit(State(limits): State<Limits>, req: Request, next: Next) -> R
     match req.uri().path() {
         "/v1/poll" => limit += MAX_WAIT,
         "/v1/assets" if req.method() == axum::http::Method::POST => limit = UPLOAD_TIMEOUT,
+        path if path.starts_with("/v1/resources/") => limit = UPLOAD_TIMEOUT,
         _ => {}
     }
     match tokio::time::timeout(limit, next.run(req)).await {

@@ -12,7 +12,7 @@ use crate::{admin, assets, jobs, runs, workers};
     paths(
         jobs::enqueue, jobs::enqueue_batch, jobs::get, jobs::list, jobs::cancel, jobs::retry,
         runs::create, runs::get, runs::list,
-        assets::upload, assets::get, assets::list, assets::output,
+        assets::upload, assets::get, assets::list, assets::output, assets::put_resource,
         workers::register, workers::status, workers::poll, workers::heartbeat, workers::complete, workers::fail,
         workers::ack_batch,
         admin::queues, admin::queue, admin::configure, admin::pause, admin::resume, admin::workers, admin::dead, admin::replay,

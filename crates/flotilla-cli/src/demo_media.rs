@@ -13,7 +13,6 @@ use anyhow::{Context, bail};
 
 use crate::samples::{clip, ffmpeg};
 use flotilla_client::Client;
-use flotilla_objects::{ObjectKey, Objects};
 use flotilla_proto::{AssetStatus, AssetUploadQuery, AssetView};
 
 /// Options of `flotilla demo`.
@@ -47,14 +46,6 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("flotilla demo: everything lives in {}", dir.display());
     let samples = samples(&dir.join("samples"))?;
     let objects_dir = dir.join("flotilla-objects");
-    let objects = Objects::local(&objects_dir)?;
-    for (name, file) in [
-        ("logo.png", &samples.logo),
-        ("intro.mp4", &samples.intro),
-        ("outro.mp4", &samples.outro),
-    ] {
-        objects.put_file(&ObjectKey::resource(name)?, file).await?;
-    }
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
@@ -73,6 +64,15 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     )?;
     let client = Client::new(&url, None)?;
     wait_ready(&client).await?;
+    for (name, file) in [
+        ("logo.png", &samples.logo),
+        ("intro.mp4", &samples.intro),
+        ("outro.mp4", &samples.outro),
+    ] {
+        let body = tokio::fs::File::open(file).await?;
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(body));
+        client.put_resource(name, body).await?;
+    }
     let targets = dir.join("targets.toml");
     let delivered = dir.join("delivered");
     std::fs::write(

@@ -79,6 +79,9 @@ enum Command {
     /// Uploads files as assets through a pipeline (image, video, anb-video, or one of
     /// flotilla.toml's) and, with --wait, follows them to the end and prints the results.
     Process(process::ProcessArgs),
+    /// Stores resources the pipelines use (the anb-video logo, intro and outro).
+    #[command(subcommand)]
+    Resources(ResourcesCommand),
     /// Lists registered workers with their health and current jobs.
     Workers {
         #[command(flatten)]
@@ -87,6 +90,12 @@ enum Command {
     /// Measures throughput and prints the figures.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum ResourcesCommand {
+    /// Uploads a file as resources/NAME (admin).
+    Put(process::ResourcePutArgs),
 }
 
 #[derive(Subcommand)]
@@ -156,6 +165,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Dead { remote, command } => remote::dead(&remote, command).await,
         Command::Workers { remote } => remote::workers(&remote).await,
         Command::Process(args) => process::run(args).await,
+        Command::Resources(ResourcesCommand::Put(args)) => process::put_resource(args).await,
         Command::Demo(args) => demo_media::run(args).await,
         Command::Migrate { store } => store_cmd::migrate(&store).await,
         Command::Store(command) => store_cmd::run(command).await,

@@ -163,3 +163,39 @@ fn results_table(assets: &[(PathBuf, AssetView)]) -> String {
     });
     crate::remote::table(&["FILE", "ASSET", "STATUS", "OUTPUTS", "ERROR"], rows)
 }
+
+/// Options of `flotilla resources put`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct ResourcePutArgs {
+    #[command(flatten)]
+    remote: Remote,
+    /// The file to store.
+    file: PathBuf,
+    /// Its name under resources/ (default: the file's name), e.g. logo.png.
+    #[arg(long)]
+    name: Option<String>,
+}
+
+/// `flotilla resources put FILE`: stores a resource for the pipelines (admin).
+pub(crate) async fn put_resource(args: ResourcePutArgs) -> anyhow::Result<()> {
+    let client = Client::new(args.remote.url(), args.remote.token())?;
+    let name = match args.name {
+        Some(name) => name,
+        None => args
+            .file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .context("a file name")?,
+    };
+    let file = tokio::fs::File::open(&args.file)
+        .await
+        .with_context(|| format!("cannot open {}", args.file.display()))?;
+    let body = reqwest::Body::wrap_stream(ReaderStream::new(file));
+    let stored = client.put_resource(&name, body).await?;
+    if args.remote.json() {
+        println!("{}", serde_json::to_string_pretty(&stored)?);
+    } else {
+        println!("stored {} ({} bytes)", stored.key, stored.size);
+    }
+    Ok(())
+}

@@ -8,8 +8,8 @@ use flotilla_proto::{
     AckBatchRequest, AckBatchResponse, AckResponse, AssetUploadQuery, AssetView, CompleteRequest,
     CountResponse, DeadRequest, EnqueueBatchRequest, EnqueueBatchResponse, EnqueueResponse,
     FailRequest, HealthResponse, HeartbeatRequest, HeartbeatResponse, Job, JobListQuery, JobPage,
-    NewJob, PollRequest, PollResponse, QueueView, RegisterRequest, RegisterResponse, RunId,
-    WorkerStatusRequest, WorkerView,
+    NewJob, PollRequest, PollResponse, QueueView, RegisterRequest, RegisterResponse, ResourceView,
+    RunId, WorkerStatusRequest, WorkerView,
 };
 use reqwest::Method;
 
@@ -204,6 +204,21 @@ impl Client {
             .request(Method::POST, &["v1", "assets"])
             .timeout(UPLOAD_TIMEOUT)
             .query(query)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(body);
+        self.send(req).await
+    }
+
+    /// `PUT /v1/resources/{name}`: stores a resource (logo, intro, outro) the pipelines'
+    /// steps name (admin).
+    pub async fn put_resource(
+        &self,
+        name: &str,
+        body: reqwest::Body,
+    ) -> Result<ResourceView, ClientError> {
+        let req = self
+            .request(Method::PUT, &["v1", "resources", name])
+            .timeout(UPLOAD_TIMEOUT)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .body(body);
         self.send(req).await

@@ -202,6 +202,17 @@ pub struct AssetView {
     pub created_at: Timestamp,
 }
 
+/// A stored resource (`PUT /v1/resources/{name}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ResourceView {
+    /// Its object key, `resources/<name>`.
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its SHA-256, hex.
+    pub sha256: Option<String>,
+}
+
 /// A page of assets, newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AssetPage {

@@ -158,3 +158,30 @@ async fn bad_uploads_are_refused_and_leave_nothing() {
         (404, Some("run_not_found"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resources_are_stored_under_resources() {
+    let server = spawn_media(1000).await;
+    let client = reqwest::Client::new();
+    let put = |name: &str, body: Vec<u8>| {
+        client
+            .put(format!("{}/v1/resources/{name}", server.url))
+            .body(body)
+            .send()
+    };
+    let resp = put("logo.png", b"png bytes".to_vec()).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let view: Value = resp.json().await.unwrap();
+    assert_eq!(view["key"], "resources/logo.png");
+    let stored = std::fs::read(server.objects_dir.join("resources/logo.png")).unwrap();
+    assert_eq!(stored, b"png bytes");
+    for (name, body, status) in [
+        ("..%2Fescape.png", b"x".to_vec(), 400),
+        ("big.mp4", vec![0u8; 5000], 413),
+    ] {
+        let resp = put(name, body).await.unwrap();
+        assert_eq!(resp.status(), status, "{name}");
+    }
+    assert!(!server.objects_dir.join("escape.png").exists());
+    assert!(!server.objects_dir.join("resources/big.mp4").exists());
+}
