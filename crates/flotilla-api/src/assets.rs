@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use flotilla_core::{ErrorCode, Run, RunId, RunState, StepState};
-use flotilla_objects::{ObjectKey, Objects, ObjectsError};
+use flotilla_objects::{ObjectInfo, ObjectKey, Objects, ObjectsError};
 use flotilla_proto::{
     AssetOutput, AssetPage, AssetStatus, AssetUploadQuery, AssetView, ErrorBody, ResourceView,
     RunListQuery,
@@ -73,14 +73,7 @@ pub(crate) async fn upload(
     }
     let upload = format!("{:032x}", rand::random::<u128>());
     let key = ObjectKey::upload(&upload, &q.name);
-    let stream = body
-        .into_data_stream()
-        .map_err(|e| std::io::Error::other(e.to_string()));
-    let info = media
-        .objects
-        .put_stream(&key, stream, Some(media.max_upload_bytes))
-        .await
-        .map_err(objects_error)?;
+    let info = store_body(media, &key, body).await?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -107,6 +100,18 @@ pub(crate) async fn upload(
     }
     let run = s.engine.store.run_get(created.id).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(view(run)?)))
+}
+
+/// Streams a request body into the object store under `key`, within the upload limit.
+async fn store_body(media: &Media, key: &ObjectKey, body: Body) -> Result<ObjectInfo, ApiError> {
+    let stream = body
+        .into_data_stream()
+        .map_err(|e| std::io::Error::other(e.to_string()));
+    media
+        .objects
+        .put_stream(key, stream, Some(media.max_upload_bytes))
+        .await
+        .map_err(objects_error)
 }
 
 fn unknown_pipeline(name: &str, pipelines: &[PipelineConfig]) -> ApiError {
@@ -308,14 +313,7 @@ pub(crate) async fn put_resource(
 ) -> Result<axum::Json<ResourceView>, ApiError> {
     let media = media(&s)?;
     let key = ObjectKey::resource(&name).map_err(objects_error)?;
-    let stream = body
-        .into_data_stream()
-        .map_err(|e| std::io::Error::other(e.to_string()));
-    let info = media
-        .objects
-        .put_stream(&key, stream, Some(media.max_upload_bytes))
-        .await
-        .map_err(objects_error)?;
+    let info = store_body(media, &key, body).await?;
     Ok(axum::Json(ResourceView {
         key: key.as_str().to_owned(),
         size: info.size,
