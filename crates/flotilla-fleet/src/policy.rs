@@ -68,10 +68,14 @@ impl ScalingPolicy {
             });
         }
         if self.scale_out_for.is_zero() {
-            return Err(PolicyError::ZeroWindow { field: "scale_out_for" });
+            return Err(PolicyError::ZeroWindow {
+                field: "scale_out_for",
+            });
         }
         if self.scale_in_for.is_zero() {
-            return Err(PolicyError::ZeroWindow { field: "scale_in_for" });
+            return Err(PolicyError::ZeroWindow {
+                field: "scale_in_for",
+            });
         }
         if self.scale_in_depth > self.scale_out_depth {
             return Err(PolicyError::OverlappingThresholds {
