@@ -5,6 +5,7 @@ mod bench_e2e;
 mod bench_media;
 mod demo;
 mod demo_media;
+mod fleet;
 mod process;
 mod remote;
 mod samples;
@@ -79,6 +80,10 @@ enum Command {
     /// Uploads files as assets through a pipeline (image, video, anb-video, or one of
     /// flotilla.toml's) and, with --wait, follows them to the end and prints the results.
     Process(process::ProcessArgs),
+    /// Worker-pool supervision; so far `simulate`, capacity planning for an autoscaling
+    /// policy over an arrival trace.
+    #[command(subcommand)]
+    Fleet(fleet::FleetCommand),
     /// Stores resources the pipelines use (the anb-video logo, intro and outro).
     #[command(subcommand)]
     Resources(ResourcesCommand),
@@ -165,6 +170,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Dead { remote, command } => remote::dead(&remote, command).await,
         Command::Workers { remote } => remote::workers(&remote).await,
         Command::Process(args) => process::run(args).await,
+        Command::Fleet(command) => fleet::run(command),
         Command::Resources(ResourcesCommand::Put(args)) => process::put_resource(args).await,
         Command::Demo(args) => demo_media::run(args).await,
         Command::Migrate { store } => store_cmd::migrate(&store).await,

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `flotilla` binary: real server processes on loopback ports.
 
 mod copy;
+mod fleet;
 mod media;
 mod multi_server;
 mod processes;
