@@ -78,10 +78,9 @@ pub(crate) async fn poll(
     State(s): State<AppState>,
     Json(req): Json<PollRequest>,
 ) -> Result<axum::Json<PollResponse>, ApiError> {
-    let Some(drain) = s.engine.workers.drain_signal(&req.worker_id) else {
+    let Some(drain) = s.engine.workers.polling(&req.worker_id) else {
         return Err(unknown_worker(&req.worker_id));
     };
-    s.engine.workers.touch(&req.worker_id);
     if req.queues.is_empty() || req.max_jobs > MAX_POLL {
         return Err(ApiError::new(
             ErrorCode::InvalidArgument,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::samples::{clip, ffmpeg};
+use crate::samples::{clip, ffmpeg, photo as photo_of};
 use flotilla_image::{Limits, OutputFormat, Rendition};
 use flotilla_video::{Ffmpeg, RunControl, TranscodeSpec};
 
@@ -110,17 +110,7 @@ fn filters(images: &[PathBuf], cores: usize) -> anyhow::Result<()> {
 
 fn renditions(dir: &Path) -> anyhow::Result<()> {
     let photo = dir.join("photo-4000x3000.jpg");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=4000x3000",
-        "-frames:v",
-        "1",
-        "-q:v",
-        "3",
-        &path(&photo),
-    ])?;
+    photo_of(&photo, "4000x3000")?;
     let renditions: Vec<Rendition> = serde_json::from_value(serde_json::json!([
         { "name": "large", "ops": [{ "op": "resize", "width": 1920, "height": 1920 }], "format": "jpeg", "quality": 85 },
         { "name": "medium", "ops": [{ "op": "resize", "width": 1280, "height": 1280 }], "format": "jpeg", "quality": 85 },

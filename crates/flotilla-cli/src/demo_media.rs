@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::samples::{clip, ffmpeg};
+use crate::samples::{clip, ffmpeg, photo};
 use flotilla_client::Client;
 use flotilla_proto::{AssetStatus, AssetUploadQuery, AssetView};
 
@@ -156,17 +156,7 @@ fn samples(dir: &Path) -> anyhow::Result<Samples> {
     };
     println!("making sample media with ffmpeg in {}", dir.display());
     let path = |p: &PathBuf| p.display().to_string();
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=4000x3000",
-        "-frames:v",
-        "1",
-        "-q:v",
-        "3",
-        &path(&s.photo),
-    ])?;
+    photo(&s.photo, "4000x3000")?;
     clip(&s.clip, "testsrc2=size=1920x1080:rate=30", 12)?;
     clip(&s.talk, "smptebars=size=640x480:rate=25", 40)?;
     clip(&s.intro, "color=c=navy:size=1280x720:rate=25", 2)?;

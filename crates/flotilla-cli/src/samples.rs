@@ -44,3 +44,19 @@ pub(crate) fn clip(path: &Path, source: &str, seconds: u32) -> anyhow::Result<()
         &path.display().to_string(),
     ])
 }
+
+/// A JPEG still of the lavfi test source at `size` (e.g. `4000x3000`).
+pub(crate) fn photo(path: &Path, size: &str) -> anyhow::Result<()> {
+    let source = format!("testsrc2=size={size}");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        &source,
+        "-frames:v",
+        "1",
+        "-q:v",
+        "3",
+        &path.display().to_string(),
+    ])
+}

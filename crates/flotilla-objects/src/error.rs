@@ -132,6 +132,7 @@ pub(crate) fn classify(
                 | object_store::Error::Precondition { .. }
                 | object_store::Error::AlreadyExists { .. }
                 | object_store::Error::NotSupported { .. }
+                // The backend lacks the operation: retrying cannot help.
                 | object_store::Error::NotImplemented
                 | object_store::Error::UnknownConfigurationKey { .. }
         ),

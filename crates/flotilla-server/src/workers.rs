@@ -69,11 +69,16 @@ impl WorkerRegistry {
         id
     }
 
-    /// The drain signal of `id`, cancelled once it reported that it is draining; `None`
-    /// if it is not registered. A long-poll of the worker ends when it fires.
-    pub fn drain_signal(&self, id: &str) -> Option<CancellationToken> {
-        let workers = self.workers.lock().expect("registry lock");
-        workers.get(id).map(|w| w.drain.clone())
+    /// Notes that `id` polls (it was heard from) and returns its drain signal, cancelled
+    /// once it reported that it is draining; `None` if it is not registered. A long-poll of
+    /// the worker ends when the signal fires.
+    pub fn polling(&self, id: &str) -> Option<CancellationToken> {
+        let now = self.clock.now();
+        let mut workers = self.workers.lock().expect("registry lock");
+        workers.get_mut(id).map(|w| {
+            w.view.last_seen_at = now;
+            w.drain.clone()
+        })
     }
 
     /// Notes that `id` was heard from; `false` if it is not registered.

@@ -251,7 +251,6 @@ async fn a_run_moves_step_by_step() {
         None,
     ));
     let done = json!({"token": a["lease"]["token"], "result": {"sha": "ab"}});
-    let started = Instant::now();
     let (status, _) = call(
         "POST",
         format!("{url}/v1/jobs/{}/complete", a["id"]),
@@ -260,11 +259,8 @@ async fn a_run_moves_step_by_step() {
     )
     .await;
     assert_eq!(status, 200);
+    // Without the wake-up, the waiting poll would end its 15 s wait with no job.
     let (_, polled) = waiting.await.unwrap();
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "woken, not timed out"
-    );
     let b = polled["jobs"][0].clone();
     assert_eq!(
         b["payload"]["run"]["inputs"],

@@ -1,5 +1,4 @@
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use flotilla_image::{
     ImageError, Limits, Op, OutputFormat, Rendition, decode, inspect, render_all,
@@ -125,11 +124,9 @@ fn png_decompression_bomb_is_refused_from_its_header() {
         bomb.len()
     );
     let path = dir.write("bomb.png", &bomb);
-    let started = Instant::now();
+    // Refused as too large from the header: a decode of 2.5 gigapixels is never tried.
     let err = assert_refused(&path, "too_large", "50000x50000");
     assert!(err.to_string().contains("30000"), "{err}");
-    // A decode of 2.5 gigapixels would take far longer (or abort); the header check is instant.
-    assert!(started.elapsed() < Duration::from_secs(5));
 }
 
 #[test]
