@@ -2,7 +2,7 @@
 //! Built as a function ([`router`]) so tests drive it in-process or bind it to a port.
 //!
 //! # Layout
-//! - [`jobs`], [`workers`], [`admin`]: the handlers, grouped by who calls them.
+//! - [`jobs`], [`workers`], [`admin`], [`fleet`]: the handlers, grouped by who calls them.
 //! - [`auth`]: bearer tokens and roles (producer, worker, admin).
 //! - [`error`]: [`ApiError`], the one error shape; [`extract`]: extractors that use it.
 //! - [`metrics`]: `/metrics`; [`openapi`]: the OpenAPI document, served at `/v1/openapi.json`.
@@ -18,6 +18,7 @@ pub mod assets;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod fleet;
 pub mod jobs;
 pub mod metrics;
 pub mod openapi;
@@ -166,7 +167,19 @@ pub fn router_with_media(
             "/v1/jobs/{id}/fail",
             post(workers::fail.layer(worker.clone())),
         )
-        .route("/v1/ack:batch", post(workers::ack_batch.layer(worker)))
+        .route(
+            "/v1/ack:batch",
+            post(workers::ack_batch.layer(worker.clone())),
+        )
+        .route(
+            "/v1/queues/{name}/scaling",
+            get(fleet::scaling.layer(worker.clone())),
+        )
+        .route(
+            "/v1/fleet/{name}",
+            axum::routing::put(fleet::report.layer(worker)),
+        )
+        .route("/v1/fleet", get(fleet::list.layer(admin.clone())))
         .route("/v1/queues", get(admin::queues.layer(admin.clone())))
         .route(
             "/v1/queues/{name}",

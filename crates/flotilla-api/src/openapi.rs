@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{admin, assets, jobs, runs, workers};
+use crate::{admin, assets, fleet, jobs, runs, workers};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,6 +17,7 @@ use crate::{admin, assets, jobs, runs, workers};
         workers::ack_batch,
         admin::queues, admin::queue, admin::configure, admin::pause, admin::resume, admin::workers, admin::dead, admin::replay,
         admin::purge,
+        fleet::scaling, fleet::report, fleet::list,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

@@ -7,9 +7,9 @@ use flotilla_core::JobId;
 use flotilla_proto::{
     AckBatchRequest, AckBatchResponse, AckResponse, AssetUploadQuery, AssetView, CompleteRequest,
     CountResponse, DeadRequest, EnqueueBatchRequest, EnqueueBatchResponse, EnqueueResponse,
-    FailRequest, HealthResponse, HeartbeatRequest, HeartbeatResponse, Job, JobListQuery, JobPage,
-    NewJob, PollRequest, PollResponse, QueueView, RegisterRequest, RegisterResponse, ResourceView,
-    RunId, WorkerStatusRequest, WorkerView,
+    FailRequest, FleetReport, FleetView, HealthResponse, HeartbeatRequest, HeartbeatResponse, Job,
+    JobListQuery, JobPage, NewJob, PollRequest, PollResponse, QueueView, RegisterRequest,
+    RegisterResponse, ResourceView, RunId, ScalingSignal, WorkerStatusRequest, WorkerView,
 };
 use reqwest::Method;
 
@@ -171,6 +171,27 @@ impl Client {
     pub async fn dead_purge(&self, which: &DeadRequest) -> Result<CountResponse, ClientError> {
         let req = self.request(Method::POST, &["v1", "dead:purge"]);
         self.send_json(req, which).await
+    }
+}
+
+// ----- fleets -----
+impl Client {
+    /// `GET /v1/queues/{name}/scaling`: what an autoscaler needs of one queue.
+    pub async fn scaling(&self, queue: &str) -> Result<ScalingSignal, ClientError> {
+        let req = self.request(Method::GET, &["v1", "queues", queue, "scaling"]);
+        self.send(req).await
+    }
+
+    /// `PUT /v1/fleet/{name}`: a fleet supervisor's report of itself.
+    pub async fn fleet_report(&self, report: &FleetReport) -> Result<(), ClientError> {
+        let req = self.request(Method::PUT, &["v1", "fleet", &report.name]);
+        self.send_json(req, report).await
+    }
+
+    /// `GET /v1/fleet`: the last report of every fleet supervisor.
+    pub async fn fleets(&self) -> Result<Vec<FleetView>, ClientError> {
+        let req = self.request(Method::GET, &["v1", "fleet"]);
+        self.send(req).await
     }
 }
 

@@ -11,6 +11,8 @@
 //! - Workers: [`RegisterRequest`], [`PollRequest`], [`HeartbeatRequest`],
 //!   [`CompleteRequest`], [`FailRequest`], [`AckBatchRequest`], [`WorkerStatusRequest`].
 //! - Admin: [`QueueView`], [`WorkerView`], [`DeadRequest`], [`CountResponse`].
+//! - Fleets: [`ScalingSignal`], [`FleetReport`] and its parts, [`FleetView`],
+//!   [`WorkerSelfStatus`] (module [`fleet`]).
 
 use flotilla_core::{JobId, JobState, LeaseToken, QueueConfig, Timestamp};
 use flotilla_store::{StateCounts, Throughput};
@@ -18,6 +20,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
+pub mod fleet;
+
+pub use fleet::{
+    AlertView, DecisionReport, FleetReport, FleetView, PoolReport, ProcessReport, ScalingSignal,
+    WorkerSelfStatus,
+};
 pub use flotilla_core::{Job, NewJob, NewRun, NewStep, Run, RunId, RunState, Step, StepState};
 
 /// Every error response: `{"error": {"code": "...", "message": "..."}}`.

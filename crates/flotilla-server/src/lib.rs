@@ -7,12 +7,14 @@
 //! - [`broker`]: long-poll claims woken by per-queue notifications.
 //! - [`services`]: one file per background service and the shared runner.
 //! - [`workers`]: registered workers, their last report and health.
+//! - [`fleets`]: the last report of each fleet supervisor.
 //! - [`config`]: `flotilla.toml`, environment overrides, validation with file and line.
 //! - [`pipelines`]: pipelines (built-in and configured) and the runs they make per asset.
 //! - [`Engine`]: all of the above around one store, started and stopped together.
 
 pub mod broker;
 pub mod config;
+pub mod fleets;
 pub mod pipelines;
 pub mod services;
 pub mod workers;
@@ -26,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use broker::Broker;
 pub use config::{ConfigError, Credential, Role, ServerConfig, TokenConfig};
+pub use fleets::FleetRegistry;
 pub use workers::WorkerRegistry;
 
 use services::{CronScheduler, Promoter, Pruner, Reaper, ServiceIntervals, run_service};
@@ -41,6 +44,8 @@ pub struct Engine {
     pub broker: Arc<Broker>,
     /// Registered workers.
     pub workers: Arc<WorkerRegistry>,
+    /// Fleet supervisors' reports.
+    pub fleets: Arc<FleetRegistry>,
 }
 
 impl Engine {
@@ -48,11 +53,13 @@ impl Engine {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
         let broker = Arc::new(Broker::new(store.clone(), clock.clone()));
         let workers = Arc::new(WorkerRegistry::new(clock.clone()));
+        let fleets = Arc::new(FleetRegistry::new(clock.clone()));
         Self {
             store,
             clock,
             broker,
             workers,
+            fleets,
         }
     }
 

@@ -1,5 +1,6 @@
 //! The health port: `/healthz` (alive), `/readyz` (registered, connected, not draining) and
-//! `/metrics` (Prometheus text format).
+//! `/metrics` (Prometheus text format), and `/status`: the worker's id, health and running
+//! jobs as JSON, which a fleet supervisor shows for each of its processes.
 
 use std::sync::Arc;
 
@@ -8,7 +9,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use flotilla_proto::HealthResponse;
+use flotilla_proto::{HealthResponse, WorkerSelfStatus};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
@@ -27,6 +28,7 @@ pub(crate) async fn serve(
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/status", get(status))
         .with_state(shared);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(stop.cancelled_owned())
@@ -58,4 +60,15 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     let text = shared.stats.render(&shared.gauges());
     let content_type = "text/plain; version=0.0.4; charset=utf-8";
     ([(header::CONTENT_TYPE, content_type)], text).into_response()
+}
+
+async fn status(State(shared): State<Arc<Shared>>) -> axum::Json<WorkerSelfStatus> {
+    axum::Json(WorkerSelfStatus {
+        id: shared.registered_id(),
+        health: shared.health(),
+        ready: shared.readiness().is_ok(),
+        draining: shared.is_draining(),
+        running: shared.stats.running(),
+        concurrency: shared.config.concurrency,
+    })
 }

@@ -2,6 +2,7 @@
 
 mod assets;
 mod bad_requests;
+mod fleet;
 mod flow;
 mod openapi;
 
