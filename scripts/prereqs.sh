@@ -22,6 +22,9 @@ command -v cc >/dev/null 2>&1 || apt_install build-essential
 command -v curl >/dev/null 2>&1 || apt_install curl ca-certificates
 # FFmpeg and ffprobe for the video handlers (flotilla-video) and their tests.
 command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || apt_install ffmpeg
+# Node.js and npm for the offline validation of deploy/ (scripts/k8s-validate.sh).
+command -v node >/dev/null 2>&1 || apt_install nodejs
+command -v npm >/dev/null 2>&1 || apt_install npm
 
 # Rust (1.89 or newer): Debian's packaged toolchain is too old, so rustup is the way.
 if ! command -v cargo >/dev/null 2>&1; then

@@ -1,7 +1,7 @@
-//! `flotilla fleet`: worker-pool supervision. So far, `simulate`: capacity planning that
-//! replays an arrival trace through an autoscaling policy (`flotilla-fleet`) and writes a
-//! plot of depth, replicas and wait over time, with a summary. The supervisor itself is
-//! still to come.
+//! `flotilla fleet`: worker-pool supervision. `flotilla fleet fleet.toml` runs the
+//! supervisor (`flotilla-supervisor`) until SIGTERM/SIGINT; `status` prints a running
+//! supervisor's pools, processes, decisions and alerts; `simulate` replays an arrival
+//! trace through an autoscaling policy (`flotilla-fleet`) and writes a plot and a summary.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,10 +9,37 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Subcommand;
 use flotilla_fleet::{ScalingPolicy, SimConfig};
+use flotilla_proto::FleetReport;
+
+use crate::remote::table;
+
+/// `flotilla fleet`: a config file to supervise, or a subcommand.
+#[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, arg_required_else_help = true)]
+pub(crate) struct FleetArgs {
+    /// The fleet to supervise: a fleet.toml of `[[pools]]` (queues, concurrency,
+    /// min/max replicas, memory_limit, restart, scaling, args, env); see docs/operations.md.
+    config: Option<PathBuf>,
+    /// Bearer token for the server (role worker); the workers inherit FLOTILLA_TOKEN.
+    #[arg(long, env = "FLOTILLA_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[command(subcommand)]
+    command: Option<FleetCommand>,
+}
 
 /// `flotilla fleet` subcommands.
 #[derive(Subcommand, Debug)]
 pub(crate) enum FleetCommand {
+    /// Prints a running supervisor's pools, processes (pid, uptime, restarts, memory,
+    /// health, jobs), last decisions and alerts.
+    Status {
+        /// The supervisor's status address (`listen` in fleet.toml).
+        #[arg(long, default_value = "http://127.0.0.1:9400")]
+        url: String,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
     /// Replays an arrival trace through an autoscaling policy and writes a plot (SVG) and a
     /// summary (waits, replica-minutes, scaling decisions).
     Simulate(SimulateArgs),
@@ -44,10 +71,137 @@ pub(crate) struct SimulateArgs {
     plot: PathBuf,
 }
 
-pub(crate) fn run(command: FleetCommand) -> anyhow::Result<()> {
-    match command {
-        FleetCommand::Simulate(args) => simulate(&args),
+pub(crate) async fn run(args: FleetArgs) -> anyhow::Result<()> {
+    match (args.command, args.config) {
+        (Some(FleetCommand::Simulate(sim)), _) => simulate(&sim),
+        (Some(FleetCommand::Status { url, json }), _) => status(&url, json).await,
+        (None, Some(config)) => supervise(&config, args.token).await,
+        (None, None) => anyhow::bail!("give a fleet.toml to supervise, or a subcommand"),
     }
+}
+
+async fn supervise(path: &std::path::Path, token: Option<String>) -> anyhow::Result<()> {
+    let config = flotilla_supervisor::FleetConfig::load(path)?;
+    let exe = std::env::current_exe().context("cannot find this program to start workers")?;
+    let worker = vec![exe.display().to_string(), "worker".into()];
+    let stop = tokio_util::sync::CancellationToken::new();
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        crate::signals::terminated().await;
+        on_signal.cancel();
+    });
+    flotilla_supervisor::run(config, worker, token, stop).await?;
+    Ok(())
+}
+
+async fn status(url: &str, json: bool) -> anyhow::Result<()> {
+    let url = format!("{}/status", url.trim_end_matches('/'));
+    let report: FleetReport = reqwest::get(&url)
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .with_context(|| format!("no supervisor answers at {url}"))?
+        .json()
+        .await
+        .with_context(|| format!("{url} did not answer a fleet report"))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render_status(&report));
+    }
+    Ok(())
+}
+
+/// The report as tables: pools, processes, decisions, alerts.
+pub(crate) fn render_status(report: &FleetReport) -> String {
+    let mut out = format!(
+        "fleet {} on {} (pid {}){}\n\n",
+        report.name,
+        report.host,
+        report.pid,
+        if report.draining { ", draining" } else { "" }
+    );
+    let pools = report.pools.iter().map(|p| {
+        vec![
+            p.name.clone(),
+            p.state.clone(),
+            p.queues.join(","),
+            format!(
+                "{} ({}..{})",
+                p.desired_replicas, p.min_replicas, p.max_replicas
+            ),
+            p.depth.to_string(),
+            p.oldest_available_age_ms
+                .map_or("-".into(), |ms| format!("{:.1}s", ms as f64 / 1000.0)),
+            p.crashes.to_string(),
+            p.restarts.to_string(),
+        ]
+    });
+    out += &table(
+        &[
+            "POOL", "STATE", "QUEUES", "REPLICAS", "DEPTH", "OLDEST", "CRASHES", "RESTARTS",
+        ],
+        pools,
+    );
+    let processes = report
+        .pools
+        .iter()
+        .flat_map(|p| p.processes.iter())
+        .map(|x| {
+            vec![
+                x.id.clone(),
+                x.pid.map_or("-".into(), |p| p.to_string()),
+                x.state.clone(),
+                humantime::format_duration(Duration::from_secs(x.uptime_ms / 1000)).to_string(),
+                x.restarts.to_string(),
+                x.memory_bytes
+                    .map_or("-".into(), |b| format!("{} MiB", b >> 20)),
+                x.health
+                    .and_then(|h| serde_json::to_value(h).ok())
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_else(|| "-".into()),
+                x.current_jobs
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ]
+        });
+    out += "\n";
+    out += &table(
+        &[
+            "PROCESS", "PID", "STATE", "UPTIME", "RESTARTS", "MEMORY", "HEALTH", "JOBS",
+        ],
+        processes,
+    );
+    let decisions = report
+        .pools
+        .iter()
+        .flat_map(|p| p.decisions.iter().map(move |d| (p, d)))
+        .map(|(p, d)| {
+            vec![
+                d.at.format("%H:%M:%S").to_string(),
+                p.name.clone(),
+                d.action.clone(),
+                format!("{} → {}", d.from, d.to),
+                d.reason.clone(),
+            ]
+        });
+    out += "\n";
+    out += &table(&["AT", "POOL", "DECISION", "REPLICAS", "REASON"], decisions);
+    if !report.alerts.is_empty() {
+        let alerts = report.alerts.iter().map(|a| {
+            vec![
+                a.severity.clone(),
+                a.pool.clone(),
+                a.rule.clone(),
+                a.since.format("%H:%M:%S").to_string(),
+                a.message.clone(),
+            ]
+        });
+        out += "\n";
+        out += &table(&["SEVERITY", "POOL", "ALERT", "SINCE", "MESSAGE"], alerts);
+    }
+    out
 }
 
 fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {

@@ -80,10 +80,10 @@ enum Command {
     /// Uploads files as assets through a pipeline (image, video, anb-video, or one of
     /// flotilla.toml's) and, with --wait, follows them to the end and prints the results.
     Process(process::ProcessArgs),
-    /// Worker-pool supervision; so far `simulate`, capacity planning for an autoscaling
-    /// policy over an arrival trace.
-    #[command(subcommand)]
-    Fleet(fleet::FleetCommand),
+    /// Supervises pools of worker processes from a fleet.toml (restarts, memory ceilings,
+    /// autoscaling on queue depth, alerts); `status` shows a running supervisor, `simulate`
+    /// plans capacity for a policy over an arrival trace.
+    Fleet(fleet::FleetArgs),
     /// Stores resources the pipelines use (the anb-video logo, intro and outro).
     #[command(subcommand)]
     Resources(ResourcesCommand),
@@ -170,7 +170,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Dead { remote, command } => remote::dead(&remote, command).await,
         Command::Workers { remote } => remote::workers(&remote).await,
         Command::Process(args) => process::run(args).await,
-        Command::Fleet(command) => fleet::run(command),
+        Command::Fleet(args) => fleet::run(args).await,
         Command::Resources(ResourcesCommand::Put(args)) => process::put_resource(args).await,
         Command::Demo(args) => demo_media::run(args).await,
         Command::Migrate { store } => store_cmd::migrate(&store).await,

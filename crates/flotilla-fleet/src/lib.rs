@@ -13,6 +13,8 @@
 //! - [`trace`]: [`read_trace`] parses an `at_s,duration_s` CSV of job arrivals.
 //! - [`sim`]: [`simulate`], a discrete-event FIFO replay, plus [`summary`].
 //! - [`plot`]: [`plot_svg`], depth, replicas and wait over time as hand-written SVG.
+//! - [`alerts`]: [`AlertEngine`] and [`AlertPolicy`]: crash, memory, delay, dead-job and
+//!   saturation alerts that fire and resolve with hysteresis.
 //!
 //! # Invariants
 //! - A scaling decision never leaves `[min_replicas, max_replicas]`; a count outside the bounds
@@ -22,6 +24,7 @@
 //! - Each direction's cooldown counts from the last change of replicas in either direction.
 //! - The simulator is deterministic: the same trace and config give the same result.
 
+pub mod alerts;
 pub mod autoscaler;
 pub mod plot;
 pub mod policy;
@@ -30,6 +33,10 @@ pub mod trace;
 
 mod fmt;
 
+pub use alerts::{
+    Alert, AlertEngine, AlertEvent, AlertPolicy, AlertPolicyError, AlertRule, AlertStatus,
+    PoolSnapshot, Severity,
+};
 pub use autoscaler::{Autoscaler, Decision, Signal};
 pub use plot::plot_svg;
 pub use policy::{PolicyError, ScalingPolicy};

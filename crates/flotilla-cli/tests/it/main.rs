@@ -1,6 +1,7 @@
 //! End-to-end tests of the `flotilla` binary: real server processes on loopback ports.
 
 mod copy;
+mod deploy;
 mod fleet;
 mod media;
 mod multi_server;
@@ -8,5 +9,6 @@ mod processes;
 mod python_example;
 mod secrets;
 mod slow_clients;
+mod supervisor;
 mod support;
 mod tls;
