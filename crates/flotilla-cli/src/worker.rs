@@ -52,9 +52,16 @@ pub(crate) struct WorkerArgs {
     /// `[archive]` `type = "dir"` `path = "/srv/out"` (also s3, http, ftp).
     #[arg(long)]
     targets: Option<PathBuf>,
+    /// Drain and exit (as on SIGTERM) when the process `PID`, the one that started this
+    /// worker, dies: set by `flotilla fleet` so that no worker outlives its supervisor.
+    #[arg(long, value_name = "PID")]
+    parent_pid: Option<u32>,
 }
 
 pub(crate) async fn run(args: WorkerArgs) -> anyhow::Result<()> {
+    if let Some(parent) = args.parent_pid {
+        exit_with_parent(parent)?;
+    }
     let client = flotilla_client::Client::new(args.remote.url(), args.remote.token())?;
     let mut builder = Worker::builder(client)
         .queues(args.queues)
@@ -122,4 +129,15 @@ async fn fail(ctx: JobContext) -> Result<Value, JobError> {
     } else {
         Err(JobError::retryable(message))
     }
+}
+
+/// Asks the kernel for SIGTERM when the parent dies, then checks that the parent is still
+/// `parent` (it may have died before the request): if not, there is nothing to serve.
+fn exit_with_parent(parent: u32) -> anyhow::Result<()> {
+    use rustix::process::{Signal, getppid, set_parent_process_death_signal};
+    set_parent_process_death_signal(Some(Signal::TERM))
+        .context("cannot ask to be stopped with the parent process")?;
+    let alive = getppid().is_some_and(|p| p.as_raw_nonzero().get() as u32 == parent);
+    anyhow::ensure!(alive, "the supervisor (pid {parent}) is gone; not starting");
+    Ok(())
 }

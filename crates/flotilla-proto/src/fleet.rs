@@ -133,7 +133,8 @@ pub struct DecisionReport {
     /// When.
     #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
-    /// `scale_out`, `scale_in`, `restart`, `replace` (memory) or `crash_loop`.
+    /// `scale_out`, `scale_in`, `crash` (with the restart delay), `replace` (memory),
+    /// `crash_loop` or `recovered`.
     pub action: String,
     /// Replicas before.
     pub from: u32,

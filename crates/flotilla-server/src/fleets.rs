@@ -15,6 +15,8 @@ use flotilla_proto::{FleetReport, FleetView};
 pub const STALE_AFTER: Duration = Duration::from_secs(30);
 /// A supervisor not heard from for this long is forgotten.
 pub const FORGET_AFTER: Duration = Duration::from_secs(600);
+/// At most this many supervisors are kept; beyond, the one heard from longest ago goes.
+pub const MAX_FLEETS: usize = 1000;
 
 /// See the module docs.
 pub struct FleetRegistry {
@@ -40,6 +42,15 @@ impl FleetRegistry {
         };
         let mut fleets = self.fleets.lock().expect("fleet registry lock");
         fleets.insert(name.to_owned(), view);
+        if fleets.len() > MAX_FLEETS {
+            let oldest = fleets
+                .iter()
+                .min_by_key(|(_, v)| v.received_at)
+                .map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                fleets.remove(&oldest);
+            }
+        }
     }
 
     /// Every supervisor by name; old reports marked stale, very old ones dropped.

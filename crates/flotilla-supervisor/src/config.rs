@@ -76,7 +76,7 @@ pub struct PoolConfig {
     #[serde(default, deserialize_with = "de_bytes")]
     pub memory_limit: Option<u64>,
     /// How long a draining process's running jobs may take before they are handed back
-    /// (passed as the worker's `--shutdown-grace`); it is killed 10 s after that.
+    /// (passed as the worker's `--shutdown-grace`); it is killed 30 s after that.
     #[serde(default = "default_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
     /// The program and first arguments of a worker (default: this binary's `worker`).
@@ -99,7 +99,8 @@ pub struct PoolConfig {
 
 /// When a crashed process comes back: after `delay`, doubled for each crash in a row up to
 /// `max_delay`; `crash_loop_after` crashes inside `crash_loop_window` put the pool in the
-/// crash-loop state (shown and alerted; restarts go on at `max_delay`). A process that ran
+/// crash-loop state (shown and alerted; restarts go on, backing off up to `max_delay`). A
+/// process that ran
 /// for `reset_after` starts the series again.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -4,19 +4,53 @@
 use std::collections::HashMap;
 use std::fs;
 
-/// Resident bytes of `pid` and all its descendants; `None` when `pid` is gone or `/proc`
-/// cannot be read (not Linux).
-pub fn tree_rss(pid: u32) -> Option<u64> {
-    let parents = parents();
-    let mut total = rss(pid)?;
-    let mut frontier = vec![pid];
-    while let Some(parent) = frontier.pop() {
-        for (&child, _) in parents.iter().filter(|&(_, &p)| p == parent) {
-            total += rss(child).unwrap_or(0);
-            frontier.push(child);
-        }
+/// Every process's parent, read once from `/proc` and asked many questions.
+#[derive(Debug, Default)]
+pub struct ProcessTable {
+    parents: HashMap<u32, u32>,
+}
+
+impl ProcessTable {
+    /// Reads `/proc` now (empty where there is none).
+    pub fn read() -> Self {
+        Self { parents: parents() }
     }
-    Some(total)
+
+    /// The children of `pid`, their children, and so on.
+    pub fn descendants(&self, pid: u32) -> Vec<u32> {
+        let mut found = Vec::new();
+        let mut frontier = vec![pid];
+        while let Some(parent) = frontier.pop() {
+            for (&child, _) in self.parents.iter().filter(|&(_, &p)| p == parent) {
+                found.push(child);
+                frontier.push(child);
+            }
+        }
+        found
+    }
+
+    /// Resident bytes of `pid` and all its descendants; `None` when `pid` is gone or
+    /// `/proc` cannot be read (not Linux).
+    pub fn tree_rss(&self, pid: u32) -> Option<u64> {
+        let own = rss(pid)?;
+        Some(
+            own + self
+                .descendants(pid)
+                .into_iter()
+                .filter_map(rss)
+                .sum::<u64>(),
+        )
+    }
+}
+
+/// [`ProcessTable::tree_rss`] on a fresh table.
+pub fn tree_rss(pid: u32) -> Option<u64> {
+    ProcessTable::read().tree_rss(pid)
+}
+
+/// [`ProcessTable::descendants`] on a fresh table.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    ProcessTable::read().descendants(pid)
 }
 
 /// Resident bytes of one process (`/proc/<pid>/statm`, second field, in pages).
@@ -65,6 +99,11 @@ mod tests {
             .unwrap();
         let shell_alone = rss(child.id()).unwrap();
         let tree = tree_rss(child.id()).unwrap();
+        assert_eq!(
+            descendants(child.id()).len(),
+            1,
+            "the shell has one child, python"
+        );
         let group = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
         rustix::process::kill_process_group(group, rustix::process::Signal::KILL).unwrap();
         child.wait().unwrap();

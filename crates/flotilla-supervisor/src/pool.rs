@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::config::PoolConfig;
-use crate::memory::tree_rss;
+use crate::memory::ProcessTable;
 use crate::restart::CrashLog;
 use crate::slot::{DrainReason, Exit, Launch, Slot, SlotState, describe_exit};
 
@@ -66,7 +66,7 @@ impl Pool {
     /// Starts the pool's minimum number of processes.
     pub(crate) fn start(&mut self, exits: &mpsc::UnboundedSender<Exit>) {
         for _ in 0..self.config.scaling.min_replicas {
-            self.add_slot(exits);
+            self.add_slot(Duration::ZERO, exits);
         }
     }
 
@@ -90,42 +90,43 @@ impl Pool {
         self.slots.iter().any(Slot::has_process)
     }
 
-    fn add_slot(&mut self, exits: &mpsc::UnboundedSender<Exit>) {
+    fn add_slot(&mut self, clock: Duration, exits: &mpsc::UnboundedSender<Exit>) {
         let n = (1..)
             .find(|n| !self.slots.iter().any(|s| s.id == self.slot_id(*n)))
             .unwrap_or(1);
-        let mut slot = Slot::new(self.slot_id(n));
-        self.start_slot(&mut slot, exits);
-        self.slots.push(slot);
+        self.slots.push(Slot::new(self.slot_id(n)));
+        self.start_slot(self.slots.len() - 1, clock, exits);
     }
 
     fn slot_id(&self, n: u32) -> String {
         format!("{}-{n}", self.config.name)
     }
 
-    fn start_slot(&self, slot: &mut Slot, exits: &mpsc::UnboundedSender<Exit>) {
+    /// Starts a process in slot `i`; one that cannot start counts as a crash.
+    fn start_slot(&mut self, i: usize, clock: Duration, exits: &mpsc::UnboundedSender<Exit>) {
+        let slot = &mut self.slots[i];
         match slot.start(self.index, &self.launch, exits) {
             Ok(()) => {
                 info!(pool = %self.config.name, worker = %slot.id, pid = slot.pid, "worker started")
             }
             Err(err) => {
-                // Not startable (a wrong command): treated as a crash, so it backs off.
                 error!(pool = %self.config.name, worker = %slot.id, %err, "cannot start the worker");
-                slot.last_exit = Some(format!("cannot start: {err}"));
-                slot.state = SlotState::Backoff {
-                    until: Instant::now() + self.config.restart.max_delay,
-                };
+                let how = format!("cannot start: {err}");
+                slot.exited(how.clone());
+                self.crashed(i, &how, clock);
             }
         }
     }
 
+    /// Starts slot `i` again after a crash or a replacement.
+    fn restart_slot(&mut self, i: usize, clock: Duration, exits: &mpsc::UnboundedSender<Exit>) {
+        self.slots[i].restarts += 1;
+        self.restarts += 1;
+        self.start_slot(i, clock, exits);
+    }
+
     /// A process of the pool ended.
-    pub(crate) fn on_exit(
-        &mut self,
-        exit: Exit,
-        clock: Duration,
-        exits: &mpsc::UnboundedSender<Exit>,
-    ) {
+    pub(crate) fn on_exit(&mut self, exit: Exit, clock: Duration) {
         let Some(i) = self.slots.iter().position(|s| s.id == exit.slot) else {
             return;
         };
@@ -133,17 +134,15 @@ impl Pool {
             return;
         }
         let how = describe_exit(&exit.status);
-        let slot = &mut self.slots[i];
-        slot.last_exit = Some(how.clone());
-        slot.pid = None;
-        slot.status = None;
-        slot.memory = None;
-        match slot.state.clone() {
+        let (name, id) = (self.config.name.clone(), exit.slot);
+        let state = self.slots[i].state.clone();
+        self.slots[i].exited(how.clone());
+        match state {
             SlotState::Draining {
                 why: DrainReason::ScaleIn,
                 ..
             } => {
-                info!(pool = %self.config.name, worker = %exit.slot, exit = %how, "worker drained and removed");
+                info!(pool = %name, worker = %id, exit = %how, "worker drained and removed");
                 self.slots.remove(i);
             }
             SlotState::Draining {
@@ -151,75 +150,71 @@ impl Pool {
                 ..
             }
             | SlotState::Stopped => {
-                info!(pool = %self.config.name, worker = %exit.slot, exit = %how, "worker stopped");
+                info!(pool = %name, worker = %id, exit = %how, "worker stopped");
                 self.slots[i].state = SlotState::Stopped;
             }
             SlotState::Draining {
                 why: DrainReason::Memory,
                 ..
             } => {
-                info!(pool = %self.config.name, worker = %exit.slot, exit = %how, "worker drained for memory; starting its replacement");
-                let mut slot = std::mem::replace(&mut self.slots[i], Slot::new(String::new()));
-                slot.restarts += 1;
-                self.restarts += 1;
-                self.start_slot(&mut slot, exits);
-                self.slots[i] = slot;
+                // Like a crash for the backoff and the crash-loop count: a job that always
+                // blows the ceiling must not cycle through fresh workers at full speed.
+                info!(pool = %name, worker = %id, exit = %how, "worker drained for memory; its replacement follows");
+                self.back_off(i, clock);
             }
-            SlotState::Running | SlotState::Backoff { .. } => self.crashed(i, &how, clock),
+            SlotState::Running | SlotState::Backoff { .. } => {
+                self.crashes += 1;
+                self.crashed(i, &how, clock);
+            }
         }
     }
 
-    /// A process ended on its own: back off, and note a crash loop.
+    /// Slot `i`'s process ended on its own (or could not start): back off, note a crash loop.
     fn crashed(&mut self, i: usize, how: &str, clock: Duration) {
-        self.crashes += 1;
+        let delay = self.back_off(i, clock);
+        let id = self.slots[i].id.clone();
+        warn!(pool = %self.config.name, worker = %id, exit = %how, ?delay, "worker crashed; restarting after backoff");
+        let replicas = self.desired();
+        let reason = format!(
+            "{id} {how}; restart in {}",
+            humantime::format_duration(round_ms(delay))
+        );
+        self.record("crash", replicas, replicas, reason);
+    }
+
+    /// Puts slot `i` in backoff and notes the event in the crash-loop window.
+    fn back_off(&mut self, i: usize, clock: Duration) -> Duration {
         let policy = self.config.restart.clone();
         let slot = &mut self.slots[i];
-        let ran_for = slot.started.elapsed();
-        let delay = slot.backoff.after_crash(&policy, ran_for);
+        let delay = slot.backoff.after_crash(&policy, slot.started.elapsed());
         slot.state = SlotState::Backoff {
             until: Instant::now() + delay,
         };
-        let id = slot.id.clone();
-        warn!(pool = %self.config.name, worker = %id, exit = %how, ?delay, "worker crashed; restarting after backoff");
-        let replicas = self.desired();
-        self.record(
-            "restart",
-            replicas,
-            replicas,
-            format!(
-                "{id} {how}; restart in {}",
-                humantime::format_duration(round_ms(delay))
-            ),
-        );
         if self.crash_log.record(&policy, clock) && !self.crash_loop {
             self.crash_loop = true;
+            let replicas = self.desired();
             let reason = format!(
-                "{} crashes within {}: crash loop; restarts go on with backoff up to {}",
+                "{} crashes within {}: crash loop; restarts go on, backing off up to {}",
                 policy.crash_loop_after,
                 humantime::format_duration(policy.crash_loop_window),
                 humantime::format_duration(policy.max_delay)
             );
             self.record("crash_loop", replicas, replicas, reason);
         }
+        delay
     }
 
-    /// Periodic duties: restarts that are due, memory ceilings, overdue drains, and the end
-    /// of a crash loop.
+    /// Periodic duties: restarts that are due, overdue drains, the end of a crash loop.
     pub(crate) fn tick(&mut self, clock: Duration, exits: &mpsc::UnboundedSender<Exit>) {
         let now = Instant::now();
         for i in 0..self.slots.len() {
             if let SlotState::Backoff { until } = self.slots[i].state
                 && now >= until
             {
-                let mut slot = std::mem::replace(&mut self.slots[i], Slot::new(String::new()));
-                slot.restarts += 1;
-                self.restarts += 1;
-                self.start_slot(&mut slot, exits);
-                self.slots[i] = slot;
+                self.restart_slot(i, clock, exits);
             }
             self.slots[i].kill_if_overdue(now);
         }
-        self.check_memory();
         if self.crash_loop && !self.crash_log.is_looping(&self.config.restart, clock) {
             self.crash_loop = false;
             let replicas = self.desired();
@@ -232,12 +227,16 @@ impl Pool {
         }
     }
 
-    fn check_memory(&mut self) {
+    /// Reads each process's memory and drains those over the ceiling.
+    pub(crate) fn check_memory(&mut self, table: &ProcessTable) {
         let limit = self.config.memory_limit;
         let grace = self.config.shutdown_grace;
         let mut over = Vec::new();
         for slot in &mut self.slots {
-            slot.memory = slot.pid.filter(|_| slot.has_process()).and_then(tree_rss);
+            slot.memory = slot
+                .pid
+                .filter(|_| slot.has_process())
+                .and_then(|pid| table.tree_rss(pid));
             if let (Some(limit), Some(used), SlotState::Running) = (limit, slot.memory, &slot.state)
                 && used > limit
             {
@@ -277,7 +276,7 @@ impl Pool {
             Decision::Hold { .. } => {}
             Decision::ScaleOut { to, reason } => {
                 for _ in replicas..to {
-                    self.add_slot(exits);
+                    self.add_slot(clock, exits);
                 }
                 self.scale_outs += 1;
                 self.record("scale_out", replicas, to, reason);
@@ -292,8 +291,9 @@ impl Pool {
         }
     }
 
-    /// Drains the slot that loses least: no running jobs first, then the fewest, the
-    /// youngest among equals. Its jobs finish; it is removed once its process exited.
+    /// Drains the slot that loses least: one with no process (waiting to restart) first,
+    /// then no running jobs, then the fewest, the youngest among equals. Its jobs finish;
+    /// it is removed once its process exited.
     fn remove_one(&mut self) {
         let grace = self.config.shutdown_grace;
         let candidate = self
@@ -302,7 +302,7 @@ impl Pool {
             .filter(|s| !matches!(s.state, SlotState::Draining { .. } | SlotState::Stopped))
             .min_by_key(|s| {
                 let busy = s.status.as_ref().map_or(usize::MAX, |st| st.running.len());
-                (busy, std::cmp::Reverse(s.started))
+                (s.has_process(), busy, std::cmp::Reverse(s.started))
             });
         if let Some(slot) = candidate {
             if slot.has_process() {

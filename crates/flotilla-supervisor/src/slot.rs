@@ -2,8 +2,13 @@
 //! signalling it, and what is known of it (state, memory, the health it reports). A slot
 //! outlives its processes: a restart is a new process in the same slot, under the same
 //! worker id, so the server sees one worker come back rather than a new one.
+//!
+//! Signals go through a pidfd opened at spawn, never a bare pid: the process is reaped by
+//! the task that waits for it, and a pid may be reused before the loop hears of the exit;
+//! a pidfd names that one process, dead or alive.
 
 use std::net::{SocketAddr, TcpListener};
+use std::os::fd::OwnedFd;
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -69,6 +74,7 @@ pub(crate) struct Slot {
     pub(crate) id: String,
     pub(crate) state: SlotState,
     pub(crate) pid: Option<u32>,
+    pidfd: Option<OwnedFd>,
     pub(crate) health_addr: Option<SocketAddr>,
     pub(crate) started: Instant,
     pub(crate) generation: u64,
@@ -86,6 +92,7 @@ impl Slot {
             id,
             state: SlotState::Stopped,
             pid: None,
+            pidfd: None,
             health_addr: None,
             started: Instant::now(),
             generation: 0,
@@ -119,6 +126,12 @@ impl Slot {
         let mut child = command.spawn()?;
         self.generation += 1;
         self.pid = child.id();
+        self.pidfd = self
+            .pid
+            .and_then(|p| rustix::process::Pid::from_raw(p as i32))
+            .and_then(|p| {
+                rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
+            });
         self.health_addr = Some(health_addr);
         self.started = Instant::now();
         self.state = SlotState::Running;
@@ -156,7 +169,7 @@ impl Slot {
             self.state = SlotState::Stopped;
             return;
         }
-        self.signal(rustix::process::Signal::TERM);
+        self.send_signal(rustix::process::Signal::TERM);
         self.state = SlotState::Draining {
             why,
             kill_at: Instant::now() + grace + KILL_MARGIN,
@@ -165,24 +178,46 @@ impl Slot {
 
     /// Kills a draining process whose time is up.
     pub(crate) fn kill_if_overdue(&mut self, now: Instant) {
-        if let SlotState::Draining { kill_at, .. } = self.state
-            && now >= kill_at
-        {
-            warn!(worker = %self.id, "drain took too long; killing the process");
-            self.signal(rustix::process::Signal::KILL);
+        let SlotState::Draining { why, kill_at } = self.state else {
+            return;
+        };
+        if now < kill_at {
+            return;
+        }
+        warn!(worker = %self.id, "drain took too long; killing the process and its children");
+        // Children first (an --exec handler runs in a process group of its own), while the
+        // worker is still there to be their parent.
+        if let Some(pid) = self.pid {
+            for child in crate::memory::descendants(pid) {
+                if let Some(child) = rustix::process::Pid::from_raw(child as i32) {
+                    let _ = rustix::process::kill_process(child, rustix::process::Signal::KILL);
+                }
+            }
+        }
+        self.send_signal(rustix::process::Signal::KILL);
+        // Once is enough; the exit follows.
+        self.state = SlotState::Draining {
+            why,
+            kill_at: now + KILL_MARGIN,
+        };
+    }
+
+    fn send_signal(&self, signal: rustix::process::Signal) {
+        let Some(pidfd) = &self.pidfd else {
+            return;
+        };
+        if let Err(err) = rustix::process::pidfd_send_signal(pidfd, signal) {
+            warn!(worker = %self.id, %err, "cannot signal the worker process");
         }
     }
 
-    fn signal(&self, signal: rustix::process::Signal) {
-        let Some(pid) = self
-            .pid
-            .and_then(|p| rustix::process::Pid::from_raw(p as i32))
-        else {
-            return;
-        };
-        if let Err(err) = rustix::process::kill_process(pid, signal) {
-            warn!(worker = %self.id, %err, "cannot signal the worker process");
-        }
+    /// Forgets the process that exited, keeping how it ended.
+    pub(crate) fn exited(&mut self, how: String) {
+        self.last_exit = Some(how);
+        self.pid = None;
+        self.pidfd = None;
+        self.status = None;
+        self.memory = None;
     }
 
     /// What a report shows of the slot.
@@ -216,8 +251,10 @@ impl Slot {
     }
 }
 
-/// After a drain's grace, the process gets this long to exit before SIGKILL.
-const KILL_MARGIN: Duration = Duration::from_secs(10);
+/// After a drain's grace, the process gets this long to exit before SIGKILL: more than a
+/// worker's own drain takes past its grace (5 s for cancelled handlers to stop, 10 s to
+/// report), so its jobs are handed back rather than left to their leases.
+const KILL_MARGIN: Duration = Duration::from_secs(30);
 
 /// A loopback address with a port free now, for a worker's health port.
 fn free_loopback_port() -> std::io::Result<SocketAddr> {

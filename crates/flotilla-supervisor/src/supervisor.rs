@@ -1,8 +1,9 @@
 //! The supervisor's loop. One task owns every pool and slot, so there are no locks around
 //! the fleet's state: it wakes for a process exit, a short tick (restarts due, drains
-//! overdue), a status round (memory ceilings, each worker's health and jobs), a signal
-//! round (queue depth and age → autoscaler → alerts), a report to the server, or the stop
-//! signal (drain every pool, wait for the last process, return).
+//! overdue), a status round every second (memory ceilings, each worker's health and jobs),
+//! a signal round (queue depth and age → autoscaler → alerts), a report to the server, or
+//! the stop signal (drain every pool, wait for the last process, return). Every network
+//! wait inside the loop is bounded, so a slow server delays nothing else for long.
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::{FleetConfig, PoolConfig};
+use crate::memory::ProcessTable;
 use crate::pool::{Pool, QueueSignal};
 use crate::slot::{Exit, Launch};
 use crate::status;
@@ -27,6 +29,11 @@ const TICK: Duration = Duration::from_millis(100);
 const STATUS_EVERY: Duration = Duration::from_secs(1);
 /// A worker's health port gets this long to answer.
 const STATUS_TIMEOUT: Duration = Duration::from_millis(800);
+/// A round of queue signals gets this long, so a slow server never holds up restarts,
+/// drains or the stop signal for more than this.
+const SIGNAL_TIMEOUT: Duration = Duration::from_secs(2);
+/// Alerts still being delivered get this long when the supervisor stops.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why the supervisor could not run.
 #[derive(Debug, thiserror::Error)]
@@ -63,14 +70,17 @@ pub async fn run(
             addr: config.listen,
             source,
         })?;
-    let client = Client::new(&config.server, token)?;
+    let client = Client::new(&config.server, token.clone())?;
     let notifier = WebhookNotifier::new(config.alerts.webhooks.clone(), RetryPolicy::default())?;
     let name = config.name.clone().unwrap_or_else(host_name);
     let pools = config
         .pools
         .iter()
         .enumerate()
-        .map(|(i, pool)| Pool::new(i, pool.clone(), launch(&config, pool, &worker)))
+        .map(|(i, pool)| {
+            let launch = launch(&config, pool, &worker, token.as_deref());
+            Pool::new(i, pool.clone(), launch)
+        })
         .collect();
     let mut fleet = Fleet {
         report: FleetReport {
@@ -93,14 +103,26 @@ pub async fn run(
     let server = tokio::spawn(status::serve(listener, report_rx, status_stop.clone()));
     info!(addr = %config.listen, pools = fleet.pools.len(), "fleet supervisor running");
     fleet.run(&config, &report_tx, stop).await;
-    fleet.notifier.flush().await;
+    if tokio::time::timeout(FLUSH_TIMEOUT, fleet.notifier.flush())
+        .await
+        .is_err()
+    {
+        warn!("some alerts were not delivered before the supervisor stopped");
+    }
     status_stop.cancel();
     let _ = server.await;
     Ok(())
 }
 
-/// The arguments every worker of `pool` starts with.
-fn launch(config: &FleetConfig, pool: &PoolConfig, worker: &[String]) -> Launch {
+/// The arguments every worker of `pool` starts with. `--parent-pid` makes a worker drain
+/// and exit when the supervisor dies, whatever killed it; a token given to the
+/// supervisor is passed on as `FLOTILLA_TOKEN`.
+fn launch(
+    config: &FleetConfig,
+    pool: &PoolConfig,
+    worker: &[String],
+    token: Option<&str>,
+) -> Launch {
     let command = pool.command.as_deref().unwrap_or(worker);
     let (program, first) = command
         .split_first()
@@ -115,11 +137,17 @@ fn launch(config: &FleetConfig, pool: &PoolConfig, worker: &[String]) -> Launch 
         pool.concurrency.to_string(),
         "--shutdown-grace".into(),
         humantime::format_duration(pool.shutdown_grace).to_string(),
+        "--parent-pid".into(),
+        std::process::id().to_string(),
     ]);
+    let mut env: Vec<(String, String)> = pool.env.clone().into_iter().collect();
+    if let Some(token) = token {
+        env.push(("FLOTILLA_TOKEN".into(), token.into()));
+    }
     Launch {
         program: program.into(),
         args,
-        env: pool.env.clone().into_iter().collect(),
+        env,
         extra_args: pool.args.clone(),
     }
 }
@@ -158,6 +186,9 @@ impl Fleet {
         let mut report_round = interval(config.report_interval);
         loop {
             tokio::select! {
+                // Stop and exits before timers: a drain or an exit is acted on before any
+                // tick could signal a process that is already gone.
+                biased;
                 () = stop.cancelled(), if !self.report.draining => {
                     info!("stopping: draining every pool");
                     self.report.draining = true;
@@ -166,7 +197,7 @@ impl Fleet {
                 Some(exit) = exits.recv() => {
                     let clock = self.clock();
                     if let Some(pool) = self.pools.get_mut(exit.pool) {
-                        pool.on_exit(exit, clock, &exits_tx);
+                        pool.on_exit(exit, clock);
                     }
                 }
                 _ = tick.tick() => {
@@ -178,9 +209,15 @@ impl Fleet {
                         self.pools.iter_mut().flat_map(|p| p.slots.iter_mut()).for_each(|s| s.kill_if_overdue(now));
                     }
                 }
-                _ = status_round.tick() => self.read_statuses().await,
+                _ = status_round.tick() => {
+                    let table = ProcessTable::read();
+                    self.pools.iter_mut().for_each(|p| p.check_memory(&table));
+                    self.read_statuses().await;
+                }
                 _ = signal_round.tick(), if !self.report.draining => {
-                    self.read_signals(&exits_tx).await;
+                    if tokio::time::timeout(SIGNAL_TIMEOUT, self.read_signals(&exits_tx)).await.is_err() {
+                        warn!("the server did not answer the queue signals in time; not scaling this round");
+                    }
                     self.evaluate_alerts();
                 }
                 _ = report_round.tick() => self.send_report(),
@@ -191,7 +228,12 @@ impl Fleet {
                 break;
             }
         }
-        self.send_report();
+        // The last report says the fleet stopped; awaited, or the runtime may drop it.
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            self.client.fleet_report(&self.snapshot()),
+        )
+        .await;
     }
 
     fn clock(&self) -> Duration {
@@ -230,7 +272,8 @@ impl Fleet {
             if let Some(slot) = self.pools[p].slots.get_mut(s)
                 && slot.health_addr == Some(addr)
             {
-                slot.status = status;
+                // Not our worker on that port (it was taken before ours bound it): unknown.
+                slot.status = status.filter(|st| st.id.as_deref().is_none_or(|id| id == slot.id));
             }
         }
     }
