@@ -1,0 +1,468 @@
+//! Models as configuration: the `[[models]]` tables of `flotilla.toml`.
+//!
+//! A model is named, has a kind, a file, class names, an input size, thresholds, a device
+//! and an optional licence note. Everything is validated once, with the field's name in the
+//! message, so a typo fails at start-up rather than on the first job. The defaults
+//! ([`ModelsConfig::defaults`]) are the two detectors `flotilla models install` puts in
+//! place: `objects` (COCO-80 YOLO11n) and `faces` (NudeNet 320n).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::AiError;
+use crate::install::InstalledModels;
+
+/// Default minimum class score for a detection to be kept.
+pub const DEFAULT_SCORE_THRESHOLD: f32 = 0.25;
+/// Default IoU above which a lower-scoring box of the same class is suppressed.
+pub const DEFAULT_IOU_THRESHOLD: f32 = 0.45;
+/// Default square input size (pixels) of a detector.
+pub const DEFAULT_INPUT_SIZE: u32 = 640;
+/// Name of the default COCO-80 object detector.
+pub const OBJECTS_MODEL: &str = "objects";
+/// Name of the default face and nudity detector.
+pub const FACES_MODEL: &str = "faces";
+
+/// What a model does, which decides how it is loaded and run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// A YOLOv8/11-style ONNX detector: one image input, output `[1, 4 + classes, N]`.
+    Detector,
+    /// A Whisper speech-to-text model (run by another crate; configured here).
+    Speech,
+}
+
+/// Where a model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Device {
+    /// CUDA device 0 when the runtime has CUDA, otherwise the CPU (logged).
+    #[default]
+    Auto,
+    /// The CPU execution provider.
+    Cpu,
+    /// The CUDA execution provider on the numbered GPU; fails if it cannot be used.
+    Cuda(u32),
+}
+
+impl FromStr for Device {
+    type Err = AiError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "auto" => Ok(Self::Auto),
+            "cpu" => Ok(Self::Cpu),
+            "cuda" => Ok(Self::Cuda(0)),
+            other => other
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Self::Cuda)
+                .ok_or_else(|| {
+                    AiError::config(
+                        "device",
+                        format!("is `{other}`; expected `auto`, `cpu` or `cuda:N` (e.g. `cuda:0`)"),
+                    )
+                }),
+        }
+    }
+}
+
+impl TryFrom<String> for Device {
+    type Error = AiError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<Device> for String {
+    fn from(device: Device) -> Self {
+        device.to_string()
+    }
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Auto => f.write_str("auto"),
+            Self::Cpu => f.write_str("cpu"),
+            Self::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+/// Which inference engine runs a detector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// ONNX Runtime when its library is available, else tract if built in.
+    #[default]
+    Auto,
+    /// ONNX Runtime only (`load-dynamic`: the library from `flotilla models install`).
+    Ort,
+    /// tract, pure Rust on the CPU (needs the crate's `tract` feature).
+    Tract,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Ort => "ort",
+            Self::Tract => "tract",
+        })
+    }
+}
+
+/// A model's class names: inline in the configuration, or a file with one name per line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ClassList {
+    /// The names, in class-index order.
+    Inline(Vec<String>),
+    /// A text file with one name per line (blank lines ignored), in class-index order.
+    File(PathBuf),
+}
+
+impl Default for ClassList {
+    fn default() -> Self {
+        Self::Inline(Vec::new())
+    }
+}
+
+impl ClassList {
+    /// The class names in index order, reading the file if there is one.
+    pub fn resolve(&self) -> Result<Vec<String>, AiError> {
+        match self {
+            Self::Inline(names) => Ok(names.clone()),
+            Self::File(path) => read_class_file(path),
+        }
+    }
+}
+
+fn read_class_file(path: &Path) -> Result<Vec<String>, AiError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| AiError::io(format!("reading class list {}", path.display()), e))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
+/// One named model (a `[[models]]` table).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The name steps and handlers refer to (`objects`, `faces`, ...).
+    pub name: String,
+    /// What the model does.
+    pub kind: ModelKind,
+    /// The model file (a directory for some speech models).
+    pub path: PathBuf,
+    /// Class names; required for detectors.
+    #[serde(default)]
+    pub classes: ClassList,
+    /// Square input size in pixels (the letterbox target).
+    #[serde(default = "default_input_size")]
+    pub input_size: u32,
+    /// Minimum class score kept.
+    #[serde(default = "default_score_threshold")]
+    pub score_threshold: f32,
+    /// IoU above which same-class boxes are suppressed.
+    #[serde(default = "default_iou_threshold")]
+    pub iou_threshold: f32,
+    /// Where the model runs.
+    #[serde(default)]
+    pub device: Device,
+    /// Which engine runs it.
+    #[serde(default, skip_serializing_if = "is_auto")]
+    pub backend: Backend,
+    /// A licence note shown by `flotilla models list`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub licence: Option<String>,
+}
+
+fn is_auto(backend: &Backend) -> bool {
+    *backend == Backend::Auto
+}
+
+fn default_input_size() -> u32 {
+    DEFAULT_INPUT_SIZE
+}
+
+fn default_score_threshold() -> f32 {
+    DEFAULT_SCORE_THRESHOLD
+}
+
+fn default_iou_threshold() -> f32 {
+    DEFAULT_IOU_THRESHOLD
+}
+
+impl ModelConfig {
+    /// A detector with default thresholds and device.
+    pub fn detector(
+        name: &str,
+        path: impl Into<PathBuf>,
+        classes: ClassList,
+        input_size: u32,
+    ) -> Self {
+        Self {
+            name: name.to_owned(),
+            kind: ModelKind::Detector,
+            path: path.into(),
+            classes,
+            input_size,
+            score_threshold: DEFAULT_SCORE_THRESHOLD,
+            iou_threshold: DEFAULT_IOU_THRESHOLD,
+            device: Device::Auto,
+            backend: Backend::Auto,
+            licence: None,
+        }
+    }
+
+    /// Checks every field without touching the files, naming the field on failure.
+    pub fn validate(&self) -> Result<(), AiError> {
+        let valid_name = !self.name.is_empty()
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !valid_name {
+            return Err(AiError::config(
+                "name",
+                format!(
+                    "`{}` must be non-empty ASCII letters, digits, `_` or `-`",
+                    self.name
+                ),
+            ));
+        }
+        let field = |f: &str| format!("models.{}.{f}", self.name);
+        if self.path.as_os_str().is_empty() {
+            return Err(AiError::config(field("path"), "must not be empty"));
+        }
+        if self.kind == ModelKind::Detector {
+            if !(32..=4096).contains(&self.input_size) || !self.input_size.is_multiple_of(32) {
+                return Err(AiError::config(
+                    field("input_size"),
+                    format!(
+                        "is {}; must be a multiple of 32 between 32 and 4096",
+                        self.input_size
+                    ),
+                ));
+            }
+            if matches!(&self.classes, ClassList::Inline(names) if names.is_empty()) {
+                return Err(AiError::config(
+                    field("classes"),
+                    "must list the class names or name a file of them",
+                ));
+            }
+        }
+        check_unit(&field("score_threshold"), self.score_threshold)?;
+        check_unit(&field("iou_threshold"), self.iou_threshold)
+    }
+}
+
+fn check_unit(field: &str, value: f32) -> Result<(), AiError> {
+    if value > 0.0 && value <= 1.0 {
+        Ok(())
+    } else {
+        Err(AiError::config(
+            field,
+            format!("is {value}; must be in (0, 1]"),
+        ))
+    }
+}
+
+/// The AI section of the configuration: the runtime library and the named models.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsConfig {
+    /// The ONNX Runtime library (`libonnxruntime.so.*`); `FLOTILLA_ORT_DYLIB` or
+    /// `ORT_DYLIB_PATH` override it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<PathBuf>,
+    /// The models, by name.
+    #[serde(default)]
+    pub models: Vec<ModelConfig>,
+}
+
+impl ModelsConfig {
+    /// Parses and validates a TOML document with `runtime = "..."` and `[[models]]` tables.
+    pub fn from_toml_str(text: &str) -> Result<Self, AiError> {
+        let config: Self =
+            toml::from_str(text).map_err(|e| AiError::config("models", e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The two default detectors, `objects` and `faces`, from an installation.
+    pub fn defaults(installed: &InstalledModels) -> Self {
+        let models = installed
+            .models
+            .iter()
+            .map(|m| ModelConfig {
+                licence: Some(m.licence.clone()),
+                ..ModelConfig::detector(
+                    &m.name,
+                    &m.file,
+                    ClassList::File(m.classes.clone()),
+                    m.input_size,
+                )
+            })
+            .collect();
+        Self {
+            runtime: Some(installed.runtime.clone()),
+            models,
+        }
+    }
+
+    /// Validates every model and checks that names are unique.
+    pub fn validate(&self) -> Result<(), AiError> {
+        for (i, model) in self.models.iter().enumerate() {
+            model.validate()?;
+            if self.models[..i].iter().any(|m| m.name == model.name) {
+                return Err(AiError::config(
+                    format!("models.{}", model.name),
+                    "is defined twice",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The model with this name.
+    pub fn get(&self, name: &str) -> Option<&ModelConfig> {
+        self.models.iter().find(|m| m.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+runtime = "/opt/ort/libonnxruntime.so.1.31.1"
+
+[[models]]
+name = "objects"
+kind = "detector"
+path = "/models/yolo11n.onnx"
+classes = "/models/coco.txt"
+device = "cuda:1"
+backend = "ort"
+licence = "AGPL-3.0"
+
+[[models]]
+name = "signs"
+kind = "detector"
+path = "/models/signs.onnx"
+classes = ["stop", "yield"]
+input_size = 320
+score_threshold = 0.5
+"#;
+
+    #[test]
+    fn parses_models_with_defaults_filled_in() {
+        let config = ModelsConfig::from_toml_str(EXAMPLE).unwrap();
+        let objects = config.get("objects").unwrap();
+        assert_eq!(
+            (objects.device, objects.backend),
+            (Device::Cuda(1), Backend::Ort)
+        );
+        assert_eq!(objects.classes, ClassList::File("/models/coco.txt".into()));
+        assert_eq!(objects.input_size, DEFAULT_INPUT_SIZE);
+        assert_eq!(objects.iou_threshold, DEFAULT_IOU_THRESHOLD);
+        let signs = config.get("signs").unwrap();
+        assert_eq!(signs.classes.resolve().unwrap(), ["stop", "yield"]);
+        assert_eq!((signs.input_size, signs.score_threshold), (320, 0.5));
+        assert_eq!((signs.device, signs.backend), (Device::Auto, Backend::Auto));
+        assert_eq!(signs.licence, None);
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let config = ModelsConfig::from_toml_str(EXAMPLE).unwrap();
+        let text = toml::to_string(&config).unwrap();
+        assert_eq!(ModelsConfig::from_toml_str(&text).unwrap(), config);
+    }
+
+    #[test]
+    fn parses_devices() {
+        assert_eq!("auto".parse::<Device>().unwrap(), Device::Auto);
+        assert_eq!("cpu".parse::<Device>().unwrap(), Device::Cpu);
+        assert_eq!("cuda:0".parse::<Device>().unwrap(), Device::Cuda(0));
+        assert_eq!("cuda:3".parse::<Device>().unwrap().to_string(), "cuda:3");
+        for bad in ["gpu", "cuda:", "cuda:x", "cuda:-1"] {
+            let err = bad.parse::<Device>().unwrap_err().to_string();
+            assert!(err.contains("`device`") && err.contains(bad), "{err}");
+        }
+    }
+
+    #[test]
+    fn rejects_invalid_fields_by_name() {
+        let cases = [
+            ("input_size = 300", "models.signs.input_size"),
+            ("score_threshold = 0.0", "models.signs.score_threshold"),
+            ("iou_threshold = 1.5", "models.signs.iou_threshold"),
+            ("classes = []", "models.signs.classes"),
+        ];
+        for (line, field) in cases {
+            let text = format!(
+                "[[models]]\nname = \"signs\"\nkind = \"detector\"\npath = \"m.onnx\"\nclasses = [\"a\"]\n{line}\n"
+            );
+            let text = if line.starts_with("classes") {
+                text.replacen("classes = [\"a\"]\n", "", 1)
+            } else {
+                text
+            };
+            let err = ModelsConfig::from_toml_str(&text).unwrap_err().to_string();
+            assert!(err.contains(field), "{line}: {err}");
+        }
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_duplicate_names() {
+        let unknown = "[[models]]\nname = \"a\"\nkind = \"detector\"\npath = \"m\"\nclasses = [\"x\"]\nthreshold = 0.3\n";
+        assert!(
+            ModelsConfig::from_toml_str(unknown)
+                .unwrap_err()
+                .to_string()
+                .contains("threshold")
+        );
+        let one =
+            "[[models]]\nname = \"a\"\nkind = \"detector\"\npath = \"m\"\nclasses = [\"x\"]\n";
+        let err = ModelsConfig::from_toml_str(&format!("{one}{one}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("defined twice"), "{err}");
+    }
+
+    #[test]
+    fn speech_models_need_no_classes() {
+        let text =
+            "[[models]]\nname = \"whisper\"\nkind = \"speech\"\npath = \"/models/whisper-base\"\n";
+        let config = ModelsConfig::from_toml_str(text).unwrap();
+        assert_eq!(config.models[0].kind, ModelKind::Speech);
+    }
+
+    #[test]
+    fn class_file_skips_blank_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("classes.txt");
+        std::fs::write(&path, "person\n bicycle \n\ncar\n").unwrap();
+        assert_eq!(
+            ClassList::File(path).resolve().unwrap(),
+            ["person", "bicycle", "car"]
+        );
+        let missing = ClassList::File(dir.path().join("none.txt"))
+            .resolve()
+            .unwrap_err();
+        assert!(missing.to_string().contains("none.txt"), "{missing}");
+    }
+}
