@@ -25,6 +25,8 @@ command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || apt_i
 # Node.js and npm for the offline validation of deploy/ (scripts/k8s-validate.sh).
 command -v node >/dev/null 2>&1 || apt_install nodejs
 command -v npm >/dev/null 2>&1 || apt_install npm
+# espeak-ng speaks the sentences the speech-to-text tests transcribe.
+command -v espeak-ng >/dev/null 2>&1 || apt_install espeak-ng
 
 # Rust (1.89 or newer): Debian's packaged toolchain is too old, so rustup is the way.
 if ! command -v cargo >/dev/null 2>&1; then

@@ -6,6 +6,7 @@ mod bench_media;
 mod demo;
 mod demo_media;
 mod fleet;
+mod models;
 mod process;
 mod remote;
 mod samples;
@@ -84,6 +85,9 @@ enum Command {
     /// autoscaling on queue depth, alerts); `status` shows a running supervisor, `simulate`
     /// plans capacity for a policy over an arrival trace.
     Fleet(fleet::FleetArgs),
+    /// The AI models of the enrichment steps: install the defaults, list, check.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
     /// Stores resources the pipelines use (the anb-video logo, intro and outro).
     #[command(subcommand)]
     Resources(ResourcesCommand),
@@ -171,6 +175,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Workers { remote } => remote::workers(&remote).await,
         Command::Process(args) => process::run(args).await,
         Command::Fleet(args) => fleet::run(args).await,
+        Command::Models(command) => {
+            tokio::task::spawn_blocking(move || models::run(command)).await?
+        }
         Command::Resources(ResourcesCommand::Put(args)) => process::put_resource(args).await,
         Command::Demo(args) => demo_media::run(args).await,
         Command::Migrate { store } => store_cmd::migrate(&store).await,

@@ -179,6 +179,11 @@ pub struct ServerConfig {
     /// Pipelines besides (or replacing, by name) the built-in `image`, `video` and
     /// `anb-video`.
     pub pipelines: Vec<crate::pipelines::PipelineConfig>,
+    /// The AI models (`runtime`, `[[ai.models]]`): read by the workers that run the
+    /// enrichment steps (`flotilla worker`, `flotilla models`), kept here so that one
+    /// flotilla.toml can hold both; the server does not use it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ai: Option<toml::Table>,
 }
 
 impl Default for ServerConfig {
@@ -199,6 +204,7 @@ impl Default for ServerConfig {
             objects: None,
             max_upload_bytes: 2 * 1024 * 1024 * 1024,
             pipelines: Vec::new(),
+            ai: None,
         }
     }
 }

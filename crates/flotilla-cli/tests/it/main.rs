@@ -4,6 +4,7 @@ mod copy;
 mod deploy;
 mod fleet;
 mod media;
+mod models;
 mod multi_server;
 mod processes;
 mod python_example;

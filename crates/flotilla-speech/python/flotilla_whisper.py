@@ -1,0 +1,154 @@
+"""Flotilla's speech-to-text helper: one Whisper model, loaded once, serving JSON lines.
+
+Run by the Rust crate flotilla-speech (which embeds this file and writes it to a cache
+directory), one process per model:
+
+    python3 flotilla_whisper.py --model DIR [--device auto|cpu|cuda:N]
+                                [--compute-type default] [--language en]
+
+Protocol, one JSON object per line. stdout carries the protocol only: at start the real
+stdout is moved to a private descriptor and descriptor 1 is pointed at stderr, so nothing a
+library prints (Python or C++) can corrupt it. stderr is for logs only.
+
+    <- {"type": "ready", "model": DIR, "multilingual": bool, "load_s": float}
+    <- {"type": "error", "kind": "runtime_missing"|"model_missing"|"model_corrupt"|"device",
+        "message": str}                                 (then exit status 2)
+    -> {"id": int, "wav": path, "word_timestamps": bool}
+    <- {"id": int, "ok": true, "transcript": {...}}
+    <- {"id": int, "ok": false, "kind": "bad_audio"|"bad_request"|"inference",
+        "message": str}
+
+The model is opened with local_files_only: this process never downloads anything.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+NO_SPEECH_NOTE = "no speech detected: the audio is silent or holds no voice activity"
+
+
+def protocol_stream():
+    """Moves the real stdout to a private descriptor and sends descriptor 1 to stderr."""
+    private = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return os.fdopen(private, "w", encoding="utf-8", buffering=1)
+
+
+def send(out, message):
+    out.write(json.dumps(message) + "\n")
+    out.flush()
+
+
+def log(message):
+    sys.stderr.write("flotilla_whisper: " + message + "\n")
+    sys.stderr.flush()
+
+
+def parse_args():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--compute-type", default="default")
+    parser.add_argument("--language", default=None)
+    return parser.parse_args()
+
+
+def split_device(device):
+    if device.startswith("cuda:"):
+        return "cuda", int(device.split(":", 1)[1])
+    return device, 0
+
+
+def load_model(args):
+    """Returns (model, None) or (None, error message dict)."""
+    try:
+        from faster_whisper import WhisperModel
+    except ImportError as e:
+        return None, {"kind": "runtime_missing", "message": "cannot import faster_whisper: %s" % e}
+    for name in ("model.bin", "config.json", "tokenizer.json"):
+        if not os.path.isfile(os.path.join(args.model, name)):
+            return None, {"kind": "model_missing", "message": "%s has no %s" % (args.model, name)}
+    device, index = split_device(args.device)
+    try:
+        model = WhisperModel(args.model, device=device, device_index=index,
+                             compute_type=args.compute_type, local_files_only=True)
+    except (ValueError, RuntimeError, OSError) as e:
+        text = str(e)
+        kind = "device" if ("CUDA" in text or "cuda" in text or "device" in text) else "model_corrupt"
+        return None, {"kind": kind, "message": text}
+    return model, None
+
+
+def transcript_of(segments, info, word_timestamps):
+    out = []
+    for s in segments:
+        words = []
+        if word_timestamps and s.words:
+            words = [{"start": round(w.start, 3), "end": round(w.end, 3), "word": w.word,
+                      "probability": round(w.probability, 4)} for w in s.words]
+        out.append({"start": round(s.start, 3), "end": round(s.end, 3),
+                    "text": s.text.strip(), "words": words})
+    empty = not any(s["text"] for s in out)
+    return {
+        "language": info.language,
+        "language_probability": round(float(info.language_probability), 4),
+        "duration_s": round(float(info.duration), 3),
+        "segments": out,
+        "empty": empty,
+        "note": NO_SPEECH_NOTE if empty else None,
+    }
+
+
+def handle(model, args, request):
+    wav = request.get("wav")
+    if not isinstance(wav, str):
+        return {"ok": False, "kind": "bad_request", "message": "`wav` must be a path"}
+    if not os.path.isfile(wav):
+        return {"ok": False, "kind": "bad_audio", "message": "%s does not exist" % wav}
+    words = bool(request.get("word_timestamps", True))
+    try:
+        segments, info = model.transcribe(wav, language=args.language, word_timestamps=words,
+                                          vad_filter=True, beam_size=5)
+        return {"ok": True, "transcript": transcript_of(list(segments), info, words)}
+    except Exception as e:  # PyAV raises its own errors for undecodable input
+        kind = "bad_audio" if type(e).__module__.startswith("av") else "inference"
+        return {"ok": False, "kind": kind, "message": "%s: %s" % (type(e).__name__, e)}
+
+
+def serve(model, args, out):
+    for line in sys.stdin:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            request = json.loads(line)
+        except json.JSONDecodeError as e:
+            send(out, {"id": None, "ok": False, "kind": "bad_request", "message": str(e)})
+            continue
+        started = time.monotonic()
+        answer = handle(model, args, request)
+        answer["id"] = request.get("id")
+        send(out, answer)
+        log("request %s done in %.3fs" % (request.get("id"), time.monotonic() - started))
+
+
+def main():
+    out = protocol_stream()
+    args = parse_args()
+    started = time.monotonic()
+    model, error = load_model(args)
+    if error is not None:
+        send(out, dict(type="error", **error))
+        sys.exit(2)
+    send(out, {"type": "ready", "model": args.model, "multilingual": model.model.is_multilingual,
+               "load_s": round(time.monotonic() - started, 3)})
+    serve(model, args, out)
+
+
+if __name__ == "__main__":
+    main()
