@@ -175,9 +175,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Workers { remote } => remote::workers(&remote).await,
         Command::Process(args) => process::run(args).await,
         Command::Fleet(args) => fleet::run(args).await,
-        Command::Models(command) => {
-            tokio::task::spawn_blocking(move || models::run(command)).await?
-        }
+        Command::Models(command) => models::run(command).await,
         Command::Resources(ResourcesCommand::Put(args)) => process::put_resource(args).await,
         Command::Demo(args) => demo_media::run(args).await,
         Command::Migrate { store } => store_cmd::migrate(&store).await,

