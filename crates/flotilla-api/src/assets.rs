@@ -320,3 +320,56 @@ pub(crate) async fn put_resource(
         sha256: info.sha256,
     }))
 }
+
+/// The object whose presence releases an asset held by moderation (see `ai.moderate`):
+/// `processed/<upload>/moderation-release.json`.
+pub const MODERATION_RELEASE: &str = "moderation-release.json";
+
+/// Releases an asset that moderation held: records the release beside its outputs and
+/// runs its failed steps again, so the moderation step passes (saying it was released)
+/// and the pipeline goes on to distribution.
+#[utoipa::path(post, path = "/v1/assets/{id}/release", tag = "admin", params(("id" = i64, Path, description = "Asset id")),
+    responses((status = 200, body = AssetView), (status = "4XX", body = ErrorBody)))]
+pub(crate) async fn release(
+    State(s): State<AppState>,
+    axum::Extension(caller): axum::Extension<crate::auth::Caller>,
+    Path(id): Path<i64>,
+) -> Result<axum::Json<AssetView>, ApiError> {
+    let media = media(&s)?;
+    let run = s.engine.store.run_get(RunId(id)).await?;
+    let asset = view(run.clone())?;
+    let upload = asset.key.split('/').nth(1).unwrap_or_default().to_owned();
+    let failed: Vec<_> = run
+        .steps
+        .iter()
+        .filter(|step| step.state == StepState::Failed)
+        .filter_map(|step| step.job_id)
+        .collect();
+    if failed.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidArgument,
+            "this asset has no failed step to release",
+        ));
+    }
+    let record = json!({
+        "released_at": s.engine.clock.now(),
+        "released_by": caller.name.unwrap_or_else(|| "admin".into()),
+    });
+    let body = futures::stream::once(async move { Ok(bytes::Bytes::from(record.to_string())) });
+    let key = ObjectKey::processed(&upload, MODERATION_RELEASE);
+    media
+        .objects
+        .put_stream(&key, body, None)
+        .await
+        .map_err(objects_error)?;
+    for job_id in failed {
+        let params = flotilla_store::JobRetryParams {
+            job_id,
+            now: s.engine.clock.now(),
+        };
+        let job = s.engine.store.job_retry(params).await?;
+        s.engine.broker.wake(&job.queue);
+    }
+    let run = s.engine.store.run_get(RunId(id)).await?;
+    Ok(axum::Json(view(run)?))
+}

@@ -130,6 +130,10 @@ pub fn router_with_media(
         )
         .route("/v1/assets/{id}", get(assets::get.layer(producer.clone())))
         .route(
+            "/v1/assets/{id}/release",
+            post(assets::release.layer(admin.clone())),
+        )
+        .route(
             "/v1/assets/{id}/outputs/{name}",
             get(assets::output.layer(producer.clone())),
         )

@@ -12,7 +12,7 @@ use crate::{admin, assets, fleet, jobs, runs, workers};
     paths(
         jobs::enqueue, jobs::enqueue_batch, jobs::get, jobs::list, jobs::cancel, jobs::retry,
         runs::create, runs::get, runs::list,
-        assets::upload, assets::get, assets::list, assets::output, assets::put_resource,
+        assets::upload, assets::get, assets::list, assets::output, assets::put_resource, assets::release,
         workers::register, workers::status, workers::poll, workers::heartbeat, workers::complete, workers::fail,
         workers::ack_batch,
         admin::queues, admin::queue, admin::configure, admin::pause, admin::resume, admin::workers, admin::dead, admin::replay,

@@ -1,5 +1,6 @@
 //! `flotilla`: the one binary: the server, the demo and the benchmarks.
 
+mod assets;
 mod bench;
 mod bench_e2e;
 mod bench_media;
@@ -85,6 +86,14 @@ enum Command {
     /// autoscaling on queue depth, alerts); `status` shows a running supervisor, `simulate`
     /// plans capacity for a policy over an arrival trace.
     Fleet(fleet::FleetArgs),
+    /// Uploaded assets: list, get (steps, results, outputs), release one held by
+    /// moderation.
+    Assets {
+        #[command(flatten)]
+        remote: remote::Remote,
+        #[command(subcommand)]
+        command: assets::AssetsCommand,
+    },
     /// The AI models of the enrichment steps: install the defaults, list, check.
     #[command(subcommand)]
     Models(models::ModelsCommand),
@@ -176,6 +185,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Process(args) => process::run(args).await,
         Command::Fleet(args) => fleet::run(args).await,
         Command::Models(command) => models::run(command).await,
+        Command::Assets { remote, command } => assets::run(&remote, command).await,
         Command::Resources(ResourcesCommand::Put(args)) => process::put_resource(args).await,
         Command::Demo(args) => demo_media::run(args).await,
         Command::Migrate { store } => store_cmd::migrate(&store).await,

@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use flotilla_core::JobId;
 use flotilla_proto::{
-    AckBatchRequest, AckBatchResponse, AckResponse, AssetUploadQuery, AssetView, CompleteRequest,
-    CountResponse, DeadRequest, EnqueueBatchRequest, EnqueueBatchResponse, EnqueueResponse,
-    FailRequest, FleetReport, FleetView, HealthResponse, HeartbeatRequest, HeartbeatResponse, Job,
-    JobListQuery, JobPage, NewJob, PollRequest, PollResponse, QueueView, RegisterRequest,
-    RegisterResponse, ResourceView, RunId, ScalingSignal, WorkerStatusRequest, WorkerView,
+    AckBatchRequest, AckBatchResponse, AckResponse, AssetPage, AssetUploadQuery, AssetView,
+    CompleteRequest, CountResponse, DeadRequest, EnqueueBatchRequest, EnqueueBatchResponse,
+    EnqueueResponse, FailRequest, FleetReport, FleetView, HealthResponse, HeartbeatRequest,
+    HeartbeatResponse, Job, JobListQuery, JobPage, NewJob, PollRequest, PollResponse, QueueView,
+    RegisterRequest, RegisterResponse, ResourceView, RunId, RunListQuery, ScalingSignal,
+    WorkerStatusRequest, WorkerView,
 };
 use reqwest::Method;
 
@@ -248,6 +249,21 @@ impl Client {
     /// `GET /v1/assets/{id}`: an asset's status, steps and outputs.
     pub async fn asset(&self, asset: RunId) -> Result<AssetView, ClientError> {
         let req = self.request(Method::GET, &["v1", "assets", &asset.to_string()]);
+        self.send(req).await
+    }
+
+    /// `GET /v1/assets?...`: a page of assets, newest first.
+    pub async fn assets(&self, query: &RunListQuery) -> Result<AssetPage, ClientError> {
+        let req = self.request(Method::GET, &["v1", "assets"]).query(query);
+        self.send(req).await
+    }
+
+    /// `POST /v1/assets/{id}/release`: releases an asset held by moderation (admin).
+    pub async fn release_asset(&self, asset: RunId) -> Result<AssetView, ClientError> {
+        let req = self.request(
+            Method::POST,
+            &["v1", "assets", &asset.to_string(), "release"],
+        );
         self.send(req).await
     }
 }

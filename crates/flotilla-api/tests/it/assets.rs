@@ -185,3 +185,44 @@ async fn resources_are_stored_under_resources() {
     assert!(!server.objects_dir.join("escape.png").exists());
     assert!(!server.objects_dir.join("resources/big.mp4").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn releasing_a_held_asset_records_it_and_runs_its_failed_step_again() {
+    let server = spawn_media(1024 * 1024).await;
+    let url = &server.url;
+    let (_, asset) = upload(url, "name=a.jpg&pipeline=image", b"held".to_vec()).await;
+    let id = asset["id"].as_i64().unwrap();
+    let (status, body) = call("POST", format!("{url}/v1/assets/{id}/release"), None, None).await;
+    assert_eq!(status, 400, "nothing failed yet: {body}");
+
+    // A worker fails the first step for good, as ai.moderate does with a flagged asset.
+    let reg =
+        json!({"host": "t", "pid": 1, "queues": ["q-ingest"], "concurrency": 1, "version": "t"});
+    let (_, reg) = call("POST", format!("{url}/v1/workers"), Some(reg), None).await;
+    let poll = json!({"worker_id": reg["worker_id"], "queues": ["q-ingest"], "max_jobs": 1, "wait_ms": 1000});
+    let (_, polled) = call("POST", format!("{url}/v1/poll"), Some(poll), None).await;
+    let job = &polled["jobs"][0];
+    let fail = json!({"token": job["lease"]["token"], "error": "flagged by moderation", "retryable": false});
+    let (status, _) = call(
+        "POST",
+        format!("{url}/v1/jobs/{}/fail", job["id"]),
+        Some(fail),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, held) = call("GET", format!("{url}/v1/assets/{id}"), None, None).await;
+    assert_eq!(held["status"], "failed");
+
+    let (status, released) =
+        call("POST", format!("{url}/v1/assets/{id}/release"), None, None).await;
+    assert_eq!(status, 200, "{released}");
+    assert_ne!(released["status"], "failed", "{released}");
+    assert_eq!(released["steps"][0]["state"], "queued");
+    let upload_id = asset["key"].as_str().unwrap().split('/').nth(1).unwrap();
+    let record = server
+        .objects_dir
+        .join(format!("processed/{upload_id}/moderation-release.json"));
+    let record: Value = serde_json::from_slice(&std::fs::read(record).unwrap()).unwrap();
+    assert!(record["released_at"].is_string(), "{record}");
+}
