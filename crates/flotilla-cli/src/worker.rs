@@ -56,6 +56,16 @@ pub(crate) struct WorkerArgs {
     /// worker, dies: set by `flotilla fleet` so that no worker outlives its supervisor.
     #[arg(long, value_name = "PID")]
     parent_pid: Option<u32>,
+    /// Load the AI models at start and run the enrichment steps (ai.detect, ai.moderate,
+    /// ai.redact_faces, ai.transcribe); implied when --queues names q-ai-enrich. A model
+    /// that cannot load stops the worker at start, saying what to install.
+    #[arg(long)]
+    ai: bool,
+    /// The speech models to start a helper for (each holds its model in memory).
+    #[arg(long, value_delimiter = ',', default_value = "tiny.en")]
+    speech_models: Vec<String>,
+    #[command(flatten)]
+    models: crate::models::ModelsSource,
 }
 
 pub(crate) async fn run(args: WorkerArgs) -> anyhow::Result<()> {
@@ -64,19 +74,20 @@ pub(crate) async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     }
     let client = flotilla_client::Client::new(args.remote.url(), args.remote.token())?;
     let mut builder = Worker::builder(client)
-        .queues(args.queues)
+        .queues(args.queues.clone())
         .concurrency(args.concurrency)
         .shutdown_grace(args.shutdown_grace)
         .version(env!("CARGO_PKG_VERSION"));
-    if let Some(id) = args.id {
+    if let Some(id) = args.id.clone() {
         builder = builder.worker_id(id);
     }
     if let Some(addr) = args.health_addr {
         builder = builder.health_addr(addr);
     }
-    builder = match args.exec {
+    builder = match args.exec.clone() {
         Some(command) => builder.default_handler(ExecHandler::new(command)),
-        None => media(builder, &args.objects, args.targets.as_deref())?
+        None => media(builder, &args)
+            .await?
             .handler("noop", |_ctx: JobContext| async { Ok(json!({})) })
             .handler("echo", |ctx: JobContext| async move {
                 Ok(ctx.payload().clone())
@@ -88,16 +99,21 @@ pub(crate) async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Adds the media handlers over the object store `objects`, delivering to `targets`.
-fn media(
-    builder: WorkerBuilder,
-    objects: &str,
-    targets: Option<&std::path::Path>,
-) -> anyhow::Result<WorkerBuilder> {
-    let objects = flotilla_objects::Objects::open(objects)
-        .with_context(|| format!("opening the object store {objects}"))?;
+/// Adds the media handlers over the object store `--objects`, delivering to `--targets`,
+/// with the AI ones when asked for.
+async fn media(builder: WorkerBuilder, args: &WorkerArgs) -> anyhow::Result<WorkerBuilder> {
+    let objects = flotilla_objects::Objects::open(&args.objects)
+        .with_context(|| format!("opening the object store {}", args.objects))?;
     let mut media = flotilla_media::Media::new(objects);
-    if let Some(path) = targets {
+    if args.ai
+        || args
+            .queues
+            .iter()
+            .any(|q| q == flotilla_server::pipelines::Q_AI_ENRICH)
+    {
+        load_ai(&mut media, args).await?;
+    }
+    if let Some(path) = args.targets.as_deref() {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
         let targets: std::collections::BTreeMap<String, flotilla_distribute::TargetConfig> =
@@ -109,6 +125,33 @@ fn media(
         tracing::warn!("ffmpeg/ffprobe not found: video jobs will fail until they are installed");
     }
     Ok(flotilla_media::register(builder, Arc::new(media)))
+}
+
+/// Loads the detectors and starts the speech helpers; an error says what to install.
+async fn load_ai(media: &mut flotilla_media::Media, args: &WorkerArgs) -> anyhow::Result<()> {
+    let config = crate::models::resolve(&args.models)?;
+    let hint = "run `flotilla models install` (or add [[ai.models]] to flotilla.toml)";
+    let enrich = tokio::task::spawn_blocking(move || flotilla_media::Enrichment::load(&config))
+        .await?
+        .with_context(|| format!("loading the AI models; {hint}"))?;
+    tracing::info!(models = ?enrich.names(), "detectors loaded");
+    media.enrich = Some(Arc::new(enrich));
+    let wanted: Vec<_> = crate::models::speech_models(&args.models)?
+        .into_iter()
+        .filter(|m| args.speech_models.contains(&m.name))
+        .collect();
+    let missing: Vec<&String> = args
+        .speech_models
+        .iter()
+        .filter(|name| !wanted.iter().any(|m| &m.name == *name))
+        .collect();
+    anyhow::ensure!(missing.is_empty(), "no speech model {missing:?}; {hint}");
+    let speech = flotilla_media::Speech::start(&wanted)
+        .await
+        .with_context(|| format!("starting the speech models; {hint}"))?;
+    tracing::info!(models = ?speech.models(), "speech models started");
+    media.speech = Some(Arc::new(speech));
+    Ok(())
 }
 
 async fn sleep(ctx: JobContext) -> Result<Value, JobError> {

@@ -8,6 +8,13 @@
 //! | `video.poster`, `video.preview` | `q-transcode` | a poster frame, a short clip |
 //! | `video.hls` | `q-transcode` | HLS playlist and segments of a step's MP4 (or the upload) |
 //! | `media.distribute` | `q-distribution` | every output of the steps before it, to named targets |
+//! | `ai.detect` | `q-ai-enrich` | objects in an image or a video's keyframes, per-label summary, `detections.json` |
+//! | `ai.moderate` | `q-ai-enrich` | flags (fails) an asset whose configured classes score over a threshold, unless released |
+//! | `ai.redact_faces` | `q-ai-enrich` | a copy of an image with every detected face blurred |
+//! | `ai.transcribe` | `q-ai-enrich` | speech to text (Whisper): `transcript.json`, `.srt`, `.vtt` |
+//!
+//! The `ai.*` handlers ([`AI_KINDS`]) are registered only when the worker loaded models
+//! ([`Media::enrich`], [`Enrichment::load`]); see the `enrich` module.
 //!
 //! Each job is a step of a pipeline run over an uploaded asset (see
 //! `flotilla_server::pipelines`): its payload names the uploaded object (`input.key`),
@@ -20,9 +27,11 @@
 //! typed errors say which); a store or network hiccup fails retryably.
 
 mod distribute;
+mod enrich;
 mod image;
 mod ingest;
 mod step;
+mod transcribe;
 mod video;
 
 use std::path::PathBuf;
@@ -33,7 +42,9 @@ use flotilla_objects::Objects;
 use flotilla_video::Ffmpeg;
 use flotilla_worker::WorkerBuilder;
 
+pub use enrich::{DEFAULT_MODERATED_CLASSES, Enrichment, MAX_FRAMES_LIMIT, RELEASE_OBJECT};
 pub use ingest::IngestLimits;
+pub use transcribe::Speech;
 
 /// What the handlers share: the object store, FFmpeg, the delivery targets, limits.
 pub struct Media {
@@ -49,6 +60,12 @@ pub struct Media {
     pub scratch: PathBuf,
     /// Limits ingest enforces.
     pub limits: IngestLimits,
+    /// The models loaded at start for the `ai.*` steps; `None` on a worker without them
+    /// (those kinds are then not registered).
+    pub enrich: Option<Arc<Enrichment>>,
+    /// The speech models started for `ai.transcribe`; `None` on a worker without them
+    /// (the kind is then not registered).
+    pub speech: Option<Arc<Speech>>,
 }
 
 impl Media {
@@ -61,6 +78,8 @@ impl Media {
             distributor: Distributor::new(Default::default()).expect("no targets is valid"),
             scratch: std::env::temp_dir(),
             limits: IngestLimits::default(),
+            enrich: None,
+            speech: None,
         }
     }
 }
@@ -76,8 +95,26 @@ pub const KINDS: [&str; 7] = [
     "media.distribute",
 ];
 
-/// Adds every media handler to `builder`.
+/// The job kind [`register`] adds when [`Media::speech`] runs models.
+pub const SPEECH_KIND: &str = "ai.transcribe";
+
+/// The job kinds [`register`] adds when [`Media::enrich`] holds models.
+pub const AI_KINDS: [&str; 3] = ["ai.detect", "ai.moderate", "ai.redact_faces"];
+
+/// Adds every media handler to `builder`, and the AI ones ([`AI_KINDS`]) when
+/// [`Media::enrich`] holds models.
 pub fn register(builder: WorkerBuilder, media: Arc<Media>) -> WorkerBuilder {
+    let builder = match &media.enrich {
+        Some(enrich) => enrich::register(builder, &media, enrich),
+        None => builder,
+    };
+    let builder = match &media.speech {
+        Some(_) => {
+            let m = media.clone();
+            builder.handler("ai.transcribe", move |ctx| transcribe::run(m.clone(), ctx))
+        }
+        None => builder,
+    };
     let m = media.clone();
     let builder = builder.handler("media.ingest", move |ctx| ingest::run(m.clone(), ctx));
     let m = media.clone();

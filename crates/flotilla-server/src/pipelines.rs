@@ -1,6 +1,8 @@
 //! Pipelines: named DAGs of steps, each a job kind on a queue with parameters, turned into a
-//! pipeline run (`flotilla_core::NewRun`) for each uploaded asset. Three are built in —
-//! `image`, `video` and `anb-video` — and `flotilla.toml` may add more or replace them:
+//! pipeline run (`flotilla_core::NewRun`) for each uploaded asset. Five are built in —
+//! `image`, `video` and `anb-video` (transcoding), `image-ai` and `video-ai` (detection,
+//! moderation and face redaction on `q-ai-enrich`) — and `flotilla.toml` may add more or
+//! replace them:
 //!
 //! ```toml
 //! [[pipelines]]
@@ -107,6 +109,9 @@ pub const Q_INGEST: &str = "q-ingest";
 pub const Q_TRANSCODE: &str = "q-transcode";
 /// The queue of deliveries: network-bound, long retries.
 pub const Q_DISTRIBUTION: &str = "q-distribution";
+/// The queue of AI enrichment steps (detection, moderation, redaction, later speech):
+/// CPU- or GPU-bound, slow to warm up, few attempts.
+pub const Q_AI_ENRICH: &str = "q-ai-enrich";
 
 /// The settings a built-in media queue gets when the config does not set it.
 pub fn default_media_queue(name: &str) -> QueueConfig {
@@ -120,6 +125,13 @@ pub fn default_media_queue(name: &str) -> QueueConfig {
         Q_DISTRIBUTION => {
             queue.lease = Duration::from_secs(120);
             queue.retry = doubling(12, 5, 3600);
+        }
+        // A keyframe batch on a CPU can take minutes between heartbeats' chances; an
+        // inference that failed three times is a model or input problem, not bad luck.
+        Q_AI_ENRICH => {
+            queue.lease = Duration::from_secs(300);
+            queue.timeout = Some(Duration::from_secs(1800));
+            queue.retry = doubling(3, 10, 600);
         }
         _ => {
             queue.lease = Duration::from_secs(60);
@@ -166,9 +178,10 @@ fn deliver(after: &[&str]) -> PipelineStep {
     )
 }
 
-/// The built-in pipelines: `image`, `video` and `anb-video` (DESIGN.md §7, seed 004).
+/// The built-in pipelines: `image`, `video` and `anb-video` (DESIGN.md §7, seed 004), and
+/// `image-ai` and `video-ai` (issue 8), whose AI steps need a worker started with models.
 pub fn builtin() -> Vec<PipelineConfig> {
-    vec![image(), video(), anb_video()]
+    vec![image(), video(), anb_video(), image_ai(), video_ai()]
 }
 
 fn image() -> PipelineConfig {
@@ -257,6 +270,65 @@ fn anb_video() -> PipelineConfig {
     }
 }
 
+/// Detection and moderation side by side; redaction only once moderation passed (or an
+/// admin released the asset), so a flagged asset is neither redacted nor delivered.
+fn image_ai() -> PipelineConfig {
+    PipelineConfig {
+        name: "image-ai".into(),
+        steps: vec![
+            ingest(),
+            step(
+                "detect",
+                Q_AI_ENRICH,
+                "ai.detect",
+                &["ingest"],
+                json!({ "model": "objects" }),
+            ),
+            step(
+                "moderate",
+                Q_AI_ENRICH,
+                "ai.moderate",
+                &["ingest"],
+                json!({ "model": "faces" }),
+            ),
+            step(
+                "redact",
+                Q_AI_ENRICH,
+                "ai.redact_faces",
+                &["moderate"],
+                json!({ "model": "faces" }),
+            ),
+            deliver(&["detect", "redact"]),
+        ],
+    }
+}
+
+/// Keyframe detection (one frame every 2 s, at most 60) and speech to text (Whisper
+/// tiny.en, with word timings).
+fn video_ai() -> PipelineConfig {
+    PipelineConfig {
+        name: "video-ai".into(),
+        steps: vec![
+            ingest(),
+            step(
+                "detect",
+                Q_AI_ENRICH,
+                "ai.detect",
+                &["ingest"],
+                json!({ "model": "objects", "every_s": 2.0, "max_frames": 60 }),
+            ),
+            step(
+                "transcribe",
+                Q_AI_ENRICH,
+                "ai.transcribe",
+                &["ingest"],
+                json!({ "model": "tiny.en", "words": true }),
+            ),
+            deliver(&["detect", "transcribe"]),
+        ],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,5 +360,87 @@ mod tests {
         assert_eq!(transcode["watermark"]["resource"], "logo.png");
         assert_eq!(transcode["input"]["key"], "k");
         assert_eq!(run.steps[0].job.payload, json!({"input": {"key": "k"}}));
+    }
+
+    fn steps_of(pipeline: &PipelineConfig) -> Vec<(&str, &str, Vec<&str>)> {
+        pipeline
+            .steps
+            .iter()
+            .map(|s| {
+                let after = s.after.iter().map(String::as_str).collect();
+                (s.name.as_str(), s.kind.as_str(), after)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn image_ai_moderates_before_redacting_and_delivering() {
+        let pipeline = image_ai();
+        assert_eq!(
+            steps_of(&pipeline),
+            [
+                ("ingest", "media.ingest", vec![]),
+                ("detect", "ai.detect", vec!["ingest"]),
+                ("moderate", "ai.moderate", vec!["ingest"]),
+                ("redact", "ai.redact_faces", vec!["moderate"]),
+                ("deliver", "media.distribute", vec!["detect", "redact"]),
+            ]
+        );
+        let ai: Vec<&str> = pipeline
+            .steps
+            .iter()
+            .filter(|s| s.kind.starts_with("ai."))
+            .map(|s| s.queue.as_str())
+            .collect();
+        assert_eq!(ai, [Q_AI_ENRICH; 3]);
+        assert_eq!(pipeline.steps[1].params["model"], "objects");
+        assert_eq!(pipeline.steps[2].params["model"], "faces");
+    }
+
+    #[test]
+    fn video_ai_samples_keyframes_every_two_seconds_and_transcribes() {
+        let pipeline = video_ai();
+        assert_eq!(
+            steps_of(&pipeline),
+            [
+                ("ingest", "media.ingest", vec![]),
+                ("detect", "ai.detect", vec!["ingest"]),
+                ("transcribe", "ai.transcribe", vec!["ingest"]),
+                ("deliver", "media.distribute", vec!["detect", "transcribe"]),
+            ]
+        );
+        let detect = &pipeline.steps[1].params;
+        assert_eq!(
+            (&detect["every_s"], &detect["max_frames"]),
+            (&json!(2.0), &json!(60))
+        );
+    }
+
+    #[test]
+    fn the_ai_queue_has_a_long_lease_a_timeout_and_few_attempts() {
+        let queue = default_media_queue(Q_AI_ENRICH);
+        assert_eq!(queue.lease, Duration::from_secs(300));
+        assert_eq!(queue.timeout, Some(Duration::from_secs(1800)));
+        assert_eq!(queue.retry.max_attempts(), 3);
+        assert!(queue.validate().is_ok());
+        let ingest = default_media_queue(Q_INGEST);
+        assert!(queue.lease > ingest.lease);
+    }
+
+    #[test]
+    fn the_ai_pipelines_bring_their_queue_into_the_server() {
+        let config = crate::ServerConfig::default();
+        let names: Vec<String> = config
+            .queues_to_create()
+            .into_iter()
+            .map(|q| q.name)
+            .collect();
+        assert!(names.iter().any(|n| n == Q_AI_ENRICH), "{names:?}");
+        let ai = config
+            .queues_to_create()
+            .into_iter()
+            .find(|q| q.name == Q_AI_ENRICH)
+            .unwrap();
+        assert_eq!(ai, default_media_queue(Q_AI_ENRICH));
     }
 }

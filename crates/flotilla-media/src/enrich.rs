@@ -1,0 +1,396 @@
+//! The AI enrichment steps on `q-ai-enrich`: `ai.detect`, `ai.moderate` and
+//! `ai.redact_faces`, built on the detectors of `flotilla-ai`.
+//!
+//! Models are loaded once, when the worker starts ([`Enrichment::load`]), and stay warm:
+//! no job pays for a load, and a missing runtime, a missing or corrupt model file or a
+//! shape mismatch stops the worker at start with `flotilla-ai`'s typed error instead of
+//! failing every job. Inference is blocking and CPU- (or GPU-) bound, so it runs in
+//! `spawn_blocking`; a detector runs one inference at a time (ONNX Runtime already uses
+//! every core), so more than one AI job per CPU worker only queues inside the worker.
+//!
+//! An image is decoded with `flotilla-image` (size and pixel limits, EXIF orientation), so
+//! boxes are in the upright image's pixels, the same space as its renditions. A video is
+//! sampled into keyframes by FFmpeg (its I-frames, or one every `every_s` seconds, at most
+//! `max_frames`), which are detected a batch at a time so memory stays bounded. Whether
+//! the input is an image or a video comes from the ingest step's result (or an earlier AI
+//! step's), and from the content when no such result is at hand.
+//!
+//! Failures: an unknown model or class, bad parameters, an input that does not decode and
+//! a video given to an images-only step fail without retries (the same job fails the same
+//! way); an inference or I/O failure, or FFmpeg missing on this worker, is retryable.
+//!
+//! # Layout
+//! - this file: [`Enrichment`], the parameters and sampling the steps share, detection
+//!   over an image or a video's keyframes, and error mapping.
+//! - `detect`: `ai.detect`, detections and per-label summaries, `detections.json`.
+//! - `moderate`: `ai.moderate`, flagging and the admin's release object.
+//! - `redact`: `ai.redact_faces`, a copy of an image with the faces blurred.
+//!
+//! Speech-to-text (`ai.transcribe`, from `flotilla-speech`) is not here yet: it is to be
+//! registered in [`crate::register`] beside these, and its model skipped by
+//! [`Enrichment::load`] already (kind `speech`).
+
+mod detect;
+mod moderate;
+mod redact;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotilla_ai::error::INSTALL_HINT;
+use flotilla_ai::{AiError, BBox, Backend, Detection, Detector, ModelConfig, ModelKind};
+use flotilla_ai::{ModelsConfig, Runtime};
+use flotilla_worker::{JobContext, JobError, WorkerBuilder};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::Media;
+use crate::step::{Step, job_error};
+
+pub use moderate::{DEFAULT_MODERATED_CLASSES, RELEASE_OBJECT};
+
+/// Most keyframes a step may ask for.
+pub const MAX_FRAMES_LIMIT: usize = 1000;
+
+/// The detectors a worker loaded at start, by model name.
+#[derive(Debug)]
+pub struct Enrichment {
+    detectors: BTreeMap<String, Arc<Detector>>,
+}
+
+impl Enrichment {
+    /// Loads every detector model of `config` (speech models are left to the speech
+    /// crate). The ONNX Runtime library is resolved once, from `FLOTILLA_ORT_DYLIB`,
+    /// `ORT_DYLIB_PATH` or `config.runtime`; models with backend `tract` do not need it.
+    /// Fails on the first model that does not load, with that model's error.
+    pub fn load(config: &ModelsConfig) -> Result<Self, AiError> {
+        config.validate()?;
+        let wanted: Vec<&ModelConfig> = config
+            .models
+            .iter()
+            .filter(|m| m.kind == ModelKind::Detector)
+            .collect();
+        if wanted.is_empty() {
+            return Err(AiError::Config {
+                field: "models".into(),
+                message: format!("names no model of kind `detector`; {INSTALL_HINT}"),
+            });
+        }
+        let mut runtime = wanted
+            .iter()
+            .any(|m| m.backend != Backend::Tract)
+            .then(|| Runtime::resolve(config.runtime.as_deref()));
+        let mut detectors = BTreeMap::new();
+        for model in wanted {
+            let detector = load_detector(model, &mut runtime)?;
+            detectors.insert(model.name.clone(), Arc::new(detector));
+        }
+        Ok(Self { detectors })
+    }
+
+    /// The detector loaded under `name`.
+    pub fn detector(&self, name: &str) -> Option<&Arc<Detector>> {
+        self.detectors.get(name)
+    }
+
+    /// The names of the loaded models, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        self.detectors.keys().map(String::as_str).collect()
+    }
+
+    /// The detector a step names; a model not loaded here fails the job for good.
+    fn model(&self, name: &str) -> Result<Arc<Detector>, JobError> {
+        self.detectors.get(name).cloned().ok_or_else(|| {
+            JobError::fatal(format!(
+                "model `{name}` is not loaded on this worker; loaded models: {}",
+                self.names().join(", ")
+            ))
+        })
+    }
+}
+
+/// Loads one detector with the runtime resolved once for all (`None` when no model
+/// needs it). A runtime that failed to resolve is reported by the first model needing it.
+fn load_detector(
+    model: &ModelConfig,
+    runtime: &mut Option<Result<&'static Runtime, AiError>>,
+) -> Result<Detector, AiError> {
+    let loaded = runtime.as_ref().and_then(|r| r.as_ref().ok()).copied();
+    match (model.backend, loaded) {
+        (Backend::Tract, _) => Detector::load_tract(model),
+        (_, Some(runtime)) => Detector::load_with(runtime, model),
+        (Backend::Ort, None) => Err(runtime_error(runtime)),
+        // `auto` without ONNX Runtime: tract when flotilla-ai is built with it.
+        _ => match Detector::load(model) {
+            Err(AiError::MissingRuntime { .. }) => Err(runtime_error(runtime)),
+            other => other,
+        },
+    }
+}
+
+fn runtime_error(runtime: &mut Option<Result<&'static Runtime, AiError>>) -> AiError {
+    match runtime.take() {
+        Some(Err(e)) => e,
+        _ => AiError::MissingRuntime {
+            path: None,
+            reason: "no ONNX Runtime library is configured".into(),
+            install: INSTALL_HINT.into(),
+        },
+    }
+}
+
+/// Adds the AI handlers to `builder`, sharing the loaded models.
+pub(crate) fn register(
+    builder: WorkerBuilder,
+    media: &Arc<Media>,
+    enrich: &Arc<Enrichment>,
+) -> WorkerBuilder {
+    let (m, e) = (media.clone(), enrich.clone());
+    let builder = builder.handler("ai.detect", move |ctx: JobContext| {
+        detect::run(m.clone(), e.clone(), ctx)
+    });
+    let (m, e) = (media.clone(), enrich.clone());
+    let builder = builder.handler("ai.moderate", move |ctx: JobContext| {
+        moderate::run(m.clone(), e.clone(), ctx)
+    });
+    let (m, e) = (media.clone(), enrich.clone());
+    builder.handler("ai.redact_faces", move |ctx: JobContext| {
+        redact::run(m.clone(), e.clone(), ctx)
+    })
+}
+
+/// What an input is, as far as detection goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MediaKind {
+    Image,
+    Video,
+}
+
+impl MediaKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Image => "image",
+            Self::Video => "video",
+        }
+    }
+}
+
+/// The input's kind: from a dependency's result (`type` from ingest, `media` from an AI
+/// step), else from its content.
+fn media_kind(step: &Step, path: &Path) -> Result<MediaKind, JobError> {
+    let declared = step.inputs.values().find_map(|result| {
+        ["type", "media"]
+            .iter()
+            .find_map(|k| result.get(*k).and_then(Value::as_str))
+            .map(str::to_owned)
+    });
+    let kind = match declared {
+        Some(kind) => kind,
+        None => sniff(path)?.to_owned(),
+    };
+    match kind.as_str() {
+        "image" => Ok(MediaKind::Image),
+        "video" => Ok(MediaKind::Video),
+        other => Err(JobError::fatal(format!(
+            "{} is {other}: detection needs an image or a video",
+            step.input_name
+        ))),
+    }
+}
+
+fn sniff(path: &Path) -> Result<&'static str, JobError> {
+    let kind = infer::get_from_path(path)
+        .map_err(|e| JobError::retryable(format!("cannot read the input: {e}")))?;
+    Ok(match kind.map(|k| k.matcher_type()) {
+        Some(infer::MatcherType::Image) => "image",
+        Some(infer::MatcherType::Video) => "video",
+        Some(infer::MatcherType::Audio) => "audio",
+        _ => "not an image, audio or video format",
+    })
+}
+
+/// Reads a step's parameters into `T` (unknown keys refused).
+fn params<T: DeserializeOwned>(step: &Step, kind: &str) -> Result<T, JobError> {
+    serde_json::from_value(Value::Object(step.params.clone()))
+        .map_err(|e| JobError::fatal(format!("{kind} parameters: {e}")))
+}
+
+/// Checks a score parameter is in (0, 1].
+fn unit(name: &str, value: f32) -> Result<f32, JobError> {
+    if value > 0.0 && value <= 1.0 {
+        Ok(value)
+    } else {
+        Err(JobError::fatal(format!(
+            "{name} is {value}; it must be in (0, 1]"
+        )))
+    }
+}
+
+/// Checks every class name is one of the model's.
+fn known_classes(detector: &Detector, classes: &[String]) -> Result<(), JobError> {
+    let known = detector.classes();
+    match classes.iter().find(|c| !known.contains(c)) {
+        None => Ok(()),
+        Some(unknown) => Err(JobError::fatal(format!(
+            "class `{unknown}` is not one of model `{}`'s classes: {}",
+            detector.config().name,
+            known.join(", ")
+        ))),
+    }
+}
+
+/// How a video is sampled: every keyframe or one every `every`, at most `cap`.
+#[derive(Debug, Clone, Copy)]
+struct Sampling {
+    every: Option<Duration>,
+    cap: usize,
+}
+
+impl Sampling {
+    fn new(every_s: Option<f64>, max_frames: usize) -> Result<Self, JobError> {
+        let every = every_s
+            .map(|s| {
+                Duration::try_from_secs_f64(s)
+                    .ok()
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| JobError::fatal(format!("every_s is {s}; it must be > 0")))
+            })
+            .transpose()?;
+        if !(1..=MAX_FRAMES_LIMIT).contains(&max_frames) {
+            return Err(JobError::fatal(format!(
+                "max_frames is {max_frames}; it must be between 1 and {MAX_FRAMES_LIMIT}"
+            )));
+        }
+        Ok(Self {
+            every,
+            cap: max_frames,
+        })
+    }
+}
+
+fn default_max_frames() -> usize {
+    60
+}
+
+/// The default model of the face steps.
+fn faces() -> String {
+    flotilla_ai::config::FACES_MODEL.to_owned()
+}
+
+/// What a detector found in an input: one frame for an image, its keyframes for a video.
+struct Found {
+    kind: MediaKind,
+    /// The image's upright size (images only).
+    size: Option<(u32, u32)>,
+    frames: Vec<(Duration, Vec<Detection>)>,
+}
+
+impl Found {
+    fn detections(&self) -> impl Iterator<Item = &Detection> {
+        self.frames.iter().flat_map(|(_, found)| found)
+    }
+}
+
+/// Downloads the input and runs `detector` over it (the image, or the video's keyframes).
+async fn detect_input(
+    media: &Media,
+    step: &Step,
+    detector: Arc<Detector>,
+    sampling: Sampling,
+) -> Result<Found, JobError> {
+    let (path, _) = step.download_input(media).await?;
+    let kind = media_kind(step, &path)?;
+    if kind == MediaKind::Video && media.ffmpeg.is_none() {
+        return Err(JobError::retryable(
+            "FFmpeg is not installed on this worker: it samples a video's keyframes",
+        ));
+    }
+    let (limits, name) = (media.limits.image, step.input_name.clone());
+    blocking(move || match kind {
+        MediaKind::Image => {
+            let image =
+                flotilla_image::decode(&path, &limits).map_err(|e| image_error(&name, e))?;
+            let found = detector
+                .detect(image.pixels())
+                .map_err(|e| ai_error(&name, e))?;
+            Ok(Found {
+                kind,
+                size: Some((image.width(), image.height())),
+                frames: vec![(Duration::ZERO, found)],
+            })
+        }
+        MediaKind::Video => Ok(Found {
+            kind,
+            size: None,
+            frames: detect_video(&detector, &path, sampling).map_err(|e| ai_error(&name, e))?,
+        }),
+    })
+    .await
+}
+
+/// Extracts keyframes and detects them a batch at a time (only one batch decoded at once).
+fn detect_video(
+    detector: &Detector,
+    path: &Path,
+    sampling: Sampling,
+) -> Result<Vec<(Duration, Vec<Detection>)>, AiError> {
+    let keyframes = flotilla_ai::keyframes(path, sampling.every, sampling.cap)?;
+    let mut frames = Vec::with_capacity(keyframes.frames.len());
+    for batch in keyframes.frames.chunks(detector.batch_size().max(1)) {
+        let images = batch
+            .iter()
+            .map(|(_, file)| flotilla_ai::check::open_image(file))
+            .collect::<Result<Vec<_>, _>>()?;
+        let found = detector.detect_batch(&images)?;
+        frames.extend(batch.iter().map(|(at, _)| *at).zip(found));
+    }
+    Ok(frames)
+}
+
+/// Runs blocking work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, JobError> + Send + 'static,
+) -> Result<T, JobError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| JobError::retryable(format!("inference stopped: {e}")))?
+}
+
+/// A detection library error as a job error: an inference or I/O failure may pass on a
+/// retry; a frame that does not decode, a video FFmpeg cannot read or a model that
+/// returns the wrong shape fails the same way every time.
+fn ai_error(input: &str, e: AiError) -> JobError {
+    let retryable = matches!(e, AiError::Inference { .. } | AiError::Io { .. });
+    job_error(retryable, format!("{input}: {e}"))
+}
+
+fn image_error(input: &str, e: flotilla_image::ImageError) -> JobError {
+    job_error(e.is_retryable(), format!("{input}: {e}"))
+}
+
+/// Writes `value` as pretty JSON to a scratch file; its path.
+fn write_json(step: &Step, name: &str, value: &Value) -> Result<PathBuf, JobError> {
+    let path = step.path(name);
+    let text = serde_json::to_vec_pretty(value)?;
+    std::fs::write(&path, text)
+        .map_err(|e| JobError::retryable(format!("cannot write {name}: {e}")))?;
+    Ok(path)
+}
+
+/// A score for JSON, to 4 decimals.
+fn score(value: f32) -> f64 {
+    (f64::from(value) * 1e4).round() / 1e4
+}
+
+/// A box for JSON, to 0.1 pixel.
+fn bbox(b: &BBox) -> Value {
+    let r = |v: f32| (f64::from(v) * 10.0).round() / 10.0;
+    json!({ "x": r(b.x), "y": r(b.y), "width": r(b.width), "height": r(b.height) })
+}
+
+/// One detection for JSON.
+fn detection(d: &Detection) -> Value {
+    json!({ "label": d.label, "score": score(d.score), "box": bbox(&d.bbox) })
+}

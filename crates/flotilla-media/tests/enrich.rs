@@ -1,0 +1,608 @@
+//! The AI enrichment steps end to end: uploads over HTTP to a real server running the
+//! `image-ai` and `video-ai` pipelines, a real worker with the media and AI handlers and
+//! the real default models (YOLO11n `objects`, NudeNet `faces`) on ONNX Runtime, and real
+//! photographs that the installer takes from the scikit-image wheel (chelsea: a cat;
+//! astronaut: a woman's face).
+//!
+//! The models are installed once per machine (`flotilla_ai::install_defaults`, into
+//! `.flotilla/models` or `$FLOTILLA_MODELS_DIR`) and loaded once per test process, as a
+//! worker loads them once at start.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use flotilla_ai::{Device, InstalledModels, ModelConfig, ModelKind, ModelsConfig};
+use flotilla_api::testing::{TestServer, spawn_media};
+use flotilla_media::{DEFAULT_MODERATED_CLASSES, Enrichment, Media, RELEASE_OBJECT, Speech};
+use flotilla_objects::{ObjectKey, Objects};
+use flotilla_worker::Worker;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+/// Where the models are installed: `$FLOTILLA_MODELS_DIR` or `.flotilla/models`.
+fn models_dir() -> PathBuf {
+    std::env::var_os("FLOTILLA_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.flotilla/models"))
+}
+
+fn installed() -> &'static InstalledModels {
+    static INSTALLED: OnceLock<InstalledModels> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        flotilla_ai::install_defaults(&models_dir()).expect("installing the default models")
+    })
+}
+
+/// The default models' configuration, on the CPU.
+fn models_config() -> ModelsConfig {
+    let mut config = ModelsConfig::defaults(installed());
+    for model in &mut config.models {
+        model.device = Device::Cpu;
+    }
+    config
+}
+
+/// The models, loaded once for every worker of this process.
+fn enrichment() -> Arc<Enrichment> {
+    static LOADED: OnceLock<Arc<Enrichment>> = OnceLock::new();
+    LOADED
+        .get_or_init(|| Arc::new(Enrichment::load(&models_config()).expect("loading the models")))
+        .clone()
+}
+
+/// Whisper tiny.en behind its helper (installed once, like the detectors).
+async fn speech() -> Speech {
+    let dir = models_dir();
+    let installed = tokio::task::spawn_blocking(move || flotilla_speech::install_defaults(&dir))
+        .await
+        .unwrap()
+        .expect("installing the speech models");
+    let model = flotilla_speech::SpeechModel::from_installed(&installed, "tiny.en").unwrap();
+    Speech::start(&[model]).await.expect("starting tiny.en")
+}
+
+fn sample(name: &str) -> PathBuf {
+    installed().sample(name)
+}
+
+/// A server with the built-in pipelines and a worker with the media and AI handlers.
+struct Rig {
+    server: TestServer,
+    objects: Objects,
+    stop: CancellationToken,
+    worker: tokio::task::JoinHandle<()>,
+    dir: tempfile::TempDir,
+}
+
+impl Rig {
+    async fn start() -> Rig {
+        let enrich = tokio::task::spawn_blocking(enrichment).await.unwrap();
+        let server = spawn_media(64 * 1024 * 1024).await;
+        let objects = Objects::local(&server.objects_dir).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut media = Media::new(objects.clone());
+        media.scratch = dir.path().to_owned();
+        media.enrich = Some(enrich);
+        media.speech = Some(Arc::new(speech().await));
+        let client = flotilla_client::Client::new(&server.url, None).unwrap();
+        let builder = Worker::builder(client)
+            .queues(["q-ingest", "q-ai-enrich", "q-distribution"])
+            .concurrency(2)
+            .poll_wait(Duration::from_secs(1));
+        let worker = flotilla_media::register(builder, Arc::new(media))
+            .build()
+            .unwrap();
+        let stop = CancellationToken::new();
+        let until = stop.clone();
+        let worker = tokio::spawn(async move {
+            worker.run(until.cancelled_owned()).await.unwrap();
+        });
+        Rig {
+            server,
+            objects,
+            stop,
+            worker,
+            dir,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Uploads `file` through `pipeline` with per-step `params` and waits for the end.
+    async fn process(&self, file: &Path, pipeline: &str, params: Value) -> Value {
+        let name = file.file_name().unwrap().to_str().unwrap();
+        let params = params.to_string();
+        let resp = reqwest::Client::new()
+            .post(format!("{}/v1/assets", self.server.url))
+            .query(&[("name", name), ("pipeline", pipeline), ("params", &params)])
+            .body(std::fs::read(file).unwrap())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let asset: Value = resp.json().await.unwrap();
+        assert_eq!(status, 202, "{asset}");
+        self.wait_asset(&asset["id"]).await
+    }
+
+    /// Polls the asset until it is processed or failed (bounded).
+    async fn wait_asset(&self, id: &Value) -> Value {
+        let url = format!("{}/v1/assets/{id}", self.server.url);
+        self.poll(&url, |a| {
+            a["status"] == "processed" || a["status"] == "failed"
+        })
+        .await
+    }
+
+    async fn poll(&self, url: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
+        loop {
+            let value: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+            if done(&value) {
+                return value;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "still {value}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Downloads an output of an asset.
+    async fn output(&self, asset: &Value, name: &str) -> PathBuf {
+        let url = format!(
+            "{}/v1/assets/{}/outputs/{name}",
+            self.server.url, asset["id"]
+        );
+        let resp = reqwest::get(url).await.unwrap();
+        assert_eq!(resp.status(), 200, "{name}");
+        let path = self.path(&format!("{}-{name}", asset["id"]));
+        std::fs::write(&path, resp.bytes().await.unwrap()).unwrap();
+        path
+    }
+
+    /// Runs one `q-ai-enrich` step of `kind` over `file` (no ingest before it), to the end.
+    async fn run_step(&self, file: &Path, kind: &str, params: Value) -> Value {
+        let name = file.file_name().unwrap().to_str().unwrap();
+        let key = ObjectKey::upload("direct", name);
+        self.objects.put_file(&key, file).await.unwrap();
+        let mut payload = params;
+        payload["input"] = json!({ "key": key.as_str(), "name": name, "upload": "direct" });
+        let run = json!({ "pipeline": "direct", "steps": [
+            { "name": "step", "job": { "queue": "q-ai-enrich", "kind": kind, "payload": payload } },
+        ]});
+        let resp = reqwest::Client::new()
+            .post(format!("{}/v1/runs", self.server.url))
+            .json(&run)
+            .send()
+            .await
+            .unwrap();
+        let created: Value = resp.json().await.unwrap();
+        let url = format!("{}/v1/runs/{}", self.server.url, created["id"]);
+        self.poll(&url, |r| r["state"] != "running").await
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        self.worker.await.unwrap();
+    }
+}
+
+/// The step called `name` of an asset or run.
+fn step<'a>(asset: &'a Value, name: &str) -> &'a Value {
+    asset["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no step {name} in {asset}"))
+}
+
+fn output_names(asset: &Value) -> Vec<String> {
+    let mut names: Vec<String> = asset["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn label<'a>(result: &'a Value, name: &str) -> Option<&'a Value> {
+    result["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["label"] == name)
+}
+
+/// Asserts a JSON box lies inside a `width` × `height` image and is not empty.
+fn assert_inside(b: &Value, width: f64, height: f64) {
+    let (x, y) = (b["x"].as_f64().unwrap(), b["y"].as_f64().unwrap());
+    let (w, h) = (b["width"].as_f64().unwrap(), b["height"].as_f64().unwrap());
+    assert!(x >= 0.0 && y >= 0.0 && w > 0.0 && h > 0.0, "{b}");
+    assert!(
+        x + w <= width + 0.5 && y + h <= height + 0.5,
+        "{b} in {width}x{height}"
+    );
+}
+
+fn rgb(path: &Path) -> image::RgbImage {
+    flotilla_image::decode(path, &Default::default())
+        .unwrap()
+        .pixels()
+        .to_rgb8()
+}
+
+fn ffmpeg(args: &[&str]) {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(args)
+        .output()
+        .expect("ffmpeg is installed (scripts/prereqs.sh)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_ai_finds_the_cat_and_passes_moderation() {
+    let rig = Rig::start().await;
+    let asset = rig
+        .process(&sample("chelsea.png"), "image-ai", json!({}))
+        .await;
+    assert_eq!(asset["status"], "processed", "{asset}");
+    assert_eq!(output_names(&asset), ["detections.json", "redacted.jpg"]);
+    let detect = &step(&asset, "detect")["result"];
+    assert_eq!(
+        (&detect["model"], &detect["media"]),
+        (&json!("objects"), &json!("image"))
+    );
+    let (width, height) = rgb(&sample("chelsea.png")).dimensions();
+    assert_eq!(
+        (&detect["width"], &detect["height"]),
+        (&json!(width), &json!(height))
+    );
+    let cat = label(detect, "cat").unwrap_or_else(|| panic!("no cat in {detect}"));
+    assert!(cat["best_score"].as_f64().unwrap() > 0.5, "{cat}");
+    assert_inside(&cat["best_box"], f64::from(width), f64::from(height));
+    assert!(!detect["detections"].as_array().unwrap().is_empty());
+    let file = rig.output(&asset, "detections.json").await;
+    let written: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    assert_eq!(
+        written["labels"], detect["labels"],
+        "detections.json is the result"
+    );
+    let moderate = &step(&asset, "moderate")["result"];
+    assert_eq!(moderate["flagged"], false, "{moderate}");
+    let scored: Vec<&str> = moderate["max_scores"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut expected = DEFAULT_MODERATED_CLASSES.to_vec();
+    expected.sort();
+    assert_eq!(scored, expected);
+    assert_eq!(step(&asset, "deliver")["state"], "succeeded");
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redaction_blurs_the_face_and_leaves_the_rest_unchanged() {
+    let rig = Rig::start().await;
+    let original = sample("astronaut.png");
+    let params = json!({ "redact": { "format": "png" } });
+    let asset = rig.process(&original, "image-ai", params).await;
+    assert_eq!(asset["status"], "processed", "{asset}");
+    let redact = &step(&asset, "redact")["result"];
+    let faces = redact["faces"].as_array().unwrap();
+    assert!(
+        faces.iter().any(|f| f["label"] == "FACE_FEMALE"),
+        "her face is found: {redact}"
+    );
+    let (before, after) = (
+        rgb(&original),
+        rgb(&rig.output(&asset, "redacted.png").await),
+    );
+    assert_eq!(before.dimensions(), after.dimensions());
+    let regions: Vec<[u32; 4]> = faces
+        .iter()
+        .map(|f| {
+            let r = &f["region"];
+            ["x", "y", "width", "height"].map(|k| r[k].as_u64().unwrap() as u32)
+        })
+        .collect();
+    let blurred = |x: u32, y: u32| {
+        regions
+            .iter()
+            .any(|[rx, ry, w, h]| (*rx..rx + w).contains(&x) && (*ry..ry + h).contains(&y))
+    };
+    let (mut outside, mut diff, mut inside) = (0u64, 0u64, 0u64);
+    for (x, y, p) in after.enumerate_pixels() {
+        let q = before.get_pixel(x, y);
+        if blurred(x, y) {
+            diff +=
+                p.0.iter()
+                    .zip(q.0)
+                    .map(|(a, b)| u64::from(a.abs_diff(b)))
+                    .sum::<u64>();
+            inside += 3;
+        } else {
+            assert_eq!(p, q, "({x}, {y}) is outside every face and must not change");
+            outside += 1;
+        }
+    }
+    assert!(outside > 0 && inside > 0);
+    let mean = diff as f64 / inside as f64;
+    assert!(
+        mean > 4.0,
+        "the face region is blurred: mean change {mean:.2} per channel"
+    );
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn video_ai_summarises_the_cat_across_keyframes() {
+    let rig = Rig::start().await;
+    let video = rig.path("cat.mp4");
+    let still = sample("chelsea.png");
+    ffmpeg(&[
+        "-loop",
+        "1",
+        "-i",
+        still.to_str().unwrap(),
+        "-t",
+        "4",
+        "-r",
+        "25",
+        "-vf",
+        "scale=450:300,format=yuv420p",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        video.to_str().unwrap(),
+    ]);
+    let asset = rig.process(&video, "video-ai", json!({})).await;
+    assert_eq!(asset["status"], "processed", "{asset}");
+    let detect = &step(&asset, "detect")["result"];
+    assert_eq!(detect["media"], "video");
+    assert!(detect["frames"].as_u64().unwrap() >= 2, "{detect}");
+    let cat = label(detect, "cat").unwrap_or_else(|| panic!("no cat in {detect}"));
+    assert!(cat["count"].as_u64().unwrap() >= 2, "{cat}");
+    let (first, last) = (
+        cat["first_seen_s"].as_f64().unwrap(),
+        cat["last_seen_s"].as_f64().unwrap(),
+    );
+    assert!(first < last && last <= 4.0, "{cat}");
+    assert!(cat["best_score"].as_f64().unwrap() > 0.5, "{cat}");
+    assert_inside(&cat["best_box"], 450.0, 300.0);
+    let transcript = &step(&asset, "transcribe")["result"]["transcript"];
+    assert_eq!(
+        transcript["empty"], true,
+        "a video without sound: {transcript}"
+    );
+    assert!(
+        transcript["note"].as_str().unwrap().contains("no audio"),
+        "{transcript}"
+    );
+    assert_eq!(
+        output_names(&asset),
+        [
+            "detections.json",
+            "transcript.json",
+            "transcript.srt",
+            "transcript.vtt"
+        ]
+    );
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn video_ai_transcribes_what_is_said_with_subtitles() {
+    let rig = Rig::start().await;
+    let speech = rig.path("speech.wav");
+    let said = "hello world, this is a test of the flotilla transcription";
+    let status = Command::new("espeak-ng")
+        .args(["-w", speech.to_str().unwrap(), said])
+        .status()
+        .expect("espeak-ng is installed (scripts/prereqs.sh)");
+    assert!(status.success());
+    let video = rig.path("talk.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=320x240:rate=25",
+        "-i",
+        speech.to_str().unwrap(),
+        "-shortest",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        video.to_str().unwrap(),
+    ]);
+    let asset = rig.process(&video, "video-ai", json!({})).await;
+    assert_eq!(asset["status"], "processed", "{asset}");
+    let transcript = &step(&asset, "transcribe")["result"]["transcript"];
+    let text = transcript["text"].as_str().unwrap().to_lowercase();
+    assert!(
+        text.contains("hello") && text.contains("test"),
+        "{transcript}"
+    );
+    assert_eq!(transcript["language"], "en");
+    let srt = std::fs::read_to_string(rig.output(&asset, "transcript.srt").await).unwrap();
+    assert!(srt.starts_with("1\n00:00:0"), "{srt}");
+    assert!(srt.to_lowercase().contains("hello"), "{srt}");
+    let vtt = std::fs::read_to_string(rig.output(&asset, "transcript.vtt").await).unwrap();
+    assert!(vtt.starts_with("WEBVTT"), "{vtt}");
+    let full: Value = serde_json::from_slice(
+        &std::fs::read(rig.output(&asset, "transcript.json").await).unwrap(),
+    )
+    .unwrap();
+    let words = full["segments"][0]["words"].as_array().unwrap();
+    assert!(words.len() >= 3, "word timings: {full}");
+    assert!(
+        words
+            .windows(2)
+            .all(|w| w[0]["start"].as_f64() <= w[1]["start"].as_f64()),
+        "{full}"
+    );
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flagged_asset_stops_before_delivery_until_an_admin_releases_it() {
+    let rig = Rig::start().await;
+    let params = json!({ "moderate": { "classes": ["FACE_FEMALE"], "threshold": 0.5 } });
+    let asset = rig
+        .process(&sample("astronaut.png"), "image-ai", params)
+        .await;
+    assert_eq!(asset["status"], "failed", "{asset}");
+    let moderate = step(&asset, "moderate");
+    assert_eq!(
+        (&moderate["state"], &moderate["attempt"]),
+        (&json!("failed"), &json!(1))
+    );
+    let error = moderate["error"].as_str().unwrap();
+    assert!(
+        error.contains("flagged by moderation: FACE_FEMALE"),
+        "{error}"
+    );
+    assert!(
+        error.contains("(threshold 0.5); an admin can release it"),
+        "{error}"
+    );
+    for later in ["redact", "deliver"] {
+        let s = step(&asset, later);
+        assert_eq!(
+            (&s["state"], &s["job_id"]),
+            (&json!("waiting"), &Value::Null),
+            "{later}"
+        );
+    }
+    // An admin releases it: the API records the release and runs the step again.
+    let release = format!("{}/v1/assets/{}/release", rig.server.url, asset["id"]);
+    let resp = reqwest::Client::new().post(release).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let upload = asset["key"].as_str().unwrap().split('/').nth(1).unwrap();
+    let recorded = ObjectKey::processed(upload, RELEASE_OBJECT);
+    assert!(
+        rig.objects.head(&recorded).await.is_ok(),
+        "the release is recorded"
+    );
+    let asset = rig.wait_asset(&asset["id"]).await;
+    assert_eq!(asset["status"], "processed", "{asset}");
+    let result = &step(&asset, "moderate")["result"];
+    assert_eq!(
+        (&result["flagged"], &result["released"]),
+        (&json!(true), &json!(true))
+    );
+    assert_eq!(result["release"]["released_by"], "admin");
+    assert!(result["max_scores"]["FACE_FEMALE"].as_f64().unwrap() >= 0.5);
+    assert_eq!(step(&asset, "deliver")["state"], "succeeded");
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_models_classes_and_inputs_fail_without_retries_and_say_why() {
+    let rig = Rig::start().await;
+    let params = json!({
+        "detect": { "model": "coco" },
+        "moderate": { "classes": ["FACE"] },
+    });
+    let asset = rig
+        .process(&sample("chelsea.png"), "image-ai", params)
+        .await;
+    assert_eq!(asset["status"], "failed", "{asset}");
+    let detect = step(&asset, "detect");
+    assert_eq!(detect["attempt"], 1);
+    let error = detect["error"].as_str().unwrap();
+    assert!(
+        error.contains("model `coco` is not loaded on this worker; loaded models: faces, objects"),
+        "{error}"
+    );
+    let error = step(&asset, "moderate")["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        error.contains("class `FACE` is not one of model `faces`'s classes")
+            && error.contains("FACE_FEMALE"),
+        "{error}"
+    );
+
+    let png = std::fs::read(sample("coffee.png")).unwrap();
+    let truncated = rig.path("truncated.png");
+    std::fs::write(&truncated, &png[..png.len() / 3]).unwrap();
+    let run = rig.run_step(&truncated, "ai.detect", json!({})).await;
+    let failed = step(&run, "step");
+    assert_eq!(
+        (&failed["state"], &failed["attempt"]),
+        (&json!("failed"), &json!(1)),
+        "{run}"
+    );
+    assert!(
+        failed["error"].as_str().unwrap().contains("truncated.png"),
+        "{run}"
+    );
+
+    let video = rig.path("clip.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25",
+        "-t",
+        "1",
+        "-pix_fmt",
+        "yuv420p",
+        video.to_str().unwrap(),
+    ]);
+    let run = rig.run_step(&video, "ai.redact_faces", json!({})).await;
+    let failed = step(&run, "step");
+    assert_eq!(failed["attempt"], 1, "{run}");
+    let error = failed["error"].as_str().unwrap();
+    assert!(
+        error.contains("redacts images only, and clip.mp4 is a video"),
+        "{error}"
+    );
+    rig.stop().await;
+}
+
+#[test]
+fn loading_skips_speech_models_and_reports_a_missing_file_by_path() {
+    let mut config = models_config();
+    config.models.push(ModelConfig {
+        kind: ModelKind::Speech,
+        classes: Default::default(),
+        ..ModelConfig::detector("whisper", "/nowhere/whisper", Default::default(), 640)
+    });
+    let loaded = Enrichment::load(&config).unwrap();
+    assert_eq!(loaded.names(), ["faces", "objects"]);
+    let faces = loaded.detector("faces").unwrap().classes().to_vec();
+    for class in DEFAULT_MODERATED_CLASSES {
+        assert!(faces.iter().any(|c| c == class), "{class} in {faces:?}");
+    }
+    let mut broken = models_config();
+    broken.models[0].path = PathBuf::from("/nowhere/yolo.onnx");
+    let error = Enrichment::load(&broken).unwrap_err().to_string();
+    assert!(
+        error.contains("/nowhere/yolo.onnx") && error.contains("flotilla models install"),
+        "{error}"
+    );
+    config.models.retain(|m| m.kind == ModelKind::Speech);
+    let error = Enrichment::load(&config).unwrap_err().to_string();
+    assert!(error.contains("no model of kind `detector`"), "{error}");
+}
