@@ -119,7 +119,7 @@ fn describe(asset: &AssetView) -> String {
 }
 
 /// One line for a step's result: what a person looks for first.
-fn summarize(result: &Value) -> String {
+pub(crate) fn summarize(result: &Value) -> String {
     if let Some(labels) = result.get("labels").and_then(Value::as_array) {
         let labels: Vec<String> = labels
             .iter()
@@ -133,6 +133,9 @@ fn summarize(result: &Value) -> String {
                 ))
             })
             .collect();
+        if labels.is_empty() {
+            return "nothing detected".into();
+        }
         return format!("labels: {}", labels.join(", "));
     }
     if let Some(flagged) = result.get("flagged").and_then(Value::as_bool) {

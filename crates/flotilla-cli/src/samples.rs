@@ -60,3 +60,35 @@ pub(crate) fn photo(path: &Path, size: &str) -> anyhow::Result<()> {
         &path.display().to_string(),
     ])
 }
+
+/// An H.264/AAC MP4 of the test pattern whose sound is `sentence` spoken by espeak-ng.
+pub(crate) fn spoken_clip(path: &Path, sentence: &str) -> anyhow::Result<()> {
+    let wav = path.with_extension("wav");
+    let status = Command::new("espeak-ng")
+        .arg("-w")
+        .arg(&wav)
+        .arg(sentence)
+        .status()
+        .context("running espeak-ng (install it: apt-get install espeak-ng)")?;
+    if !status.success() {
+        bail!("espeak-ng failed ({status})");
+    }
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=640x360:rate=25",
+        "-i",
+        &wav.display().to_string(),
+        "-shortest",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-c:a",
+        "aac",
+        &path.display().to_string(),
+    ])
+}
