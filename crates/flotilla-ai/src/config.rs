@@ -5,10 +5,17 @@
 //! message, so a typo fails at start-up rather than on the first job. The defaults
 //! ([`ModelsConfig::defaults`]) are the two detectors `flotilla models install` puts in
 //! place: `objects` (COCO-80 YOLO11n) and `faces` (NudeNet 320n).
+//!
+//! A model may also name an inference service (`service = { url, protocol, ... }`, a
+//! [`ServiceConfig`]) instead of a file: detectors through the KServe/Triton Open Inference
+//! Protocol v2 (`kserve-v2`), speech through OpenAI's `/v1/audio/transcriptions`
+//! (`openai`). Such a detector still needs its classes and input size, because letterbox,
+//! decoding and NMS stay on the worker (see [`crate::remote`]).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +32,12 @@ pub const DEFAULT_INPUT_SIZE: u32 = 640;
 pub const OBJECTS_MODEL: &str = "objects";
 /// Name of the default face and nudity detector.
 pub const FACES_MODEL: &str = "faces";
+/// Default limit on one detection request to an inference service.
+pub const DEFAULT_SERVICE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default limit on one transcription request (a whole recording) to a speech service.
+pub const DEFAULT_SPEECH_SERVICE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Default name of a detector's input tensor on an inference service (YOLO exports').
+pub const DEFAULT_SERVICE_INPUT: &str = "images";
 
 /// What a model does, which decides how it is loaded and run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,7 +176,9 @@ pub struct ModelConfig {
     pub name: String,
     /// What the model does.
     pub kind: ModelKind,
-    /// The model file (a directory for some speech models).
+    /// The model file (a directory for some speech models); empty, and not needed, when
+    /// the model is served by an inference service.
+    #[serde(default, skip_serializing_if = "path_is_empty")]
     pub path: PathBuf,
     /// Class names; required for detectors.
     #[serde(default)]
@@ -186,6 +201,13 @@ pub struct ModelConfig {
     /// A licence note shown by `flotilla models list`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub licence: Option<String>,
+    /// The inference service that runs the model instead of this worker, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceConfig>,
+}
+
+fn path_is_empty(path: &Path) -> bool {
+    path.as_os_str().is_empty()
 }
 
 fn is_auto(backend: &Backend) -> bool {
@@ -223,7 +245,13 @@ impl ModelConfig {
             device: Device::Auto,
             backend: Backend::Auto,
             licence: None,
+            service: None,
         }
+    }
+
+    /// Whether an inference service runs it (rather than this worker).
+    pub fn is_remote(&self) -> bool {
+        self.service.is_some()
     }
 
     /// Checks every field without touching the files, naming the field on failure.
@@ -232,19 +260,27 @@ impl ModelConfig {
             && self
                 .name
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
         if !valid_name {
             return Err(AiError::config(
                 "name",
                 format!(
-                    "`{}` must be non-empty ASCII letters, digits, `_` or `-`",
+                    "`{}` must be non-empty ASCII letters, digits, `_`, `-` or `.` \
+                     (Whisper models are named like `tiny.en`)",
                     self.name
                 ),
             ));
         }
         let field = |f: &str| format!("models.{}.{f}", self.name);
-        if self.path.as_os_str().is_empty() {
-            return Err(AiError::config(field("path"), "must not be empty"));
+        match &self.service {
+            Some(service) => service.validate(&self.name, self.kind)?,
+            None if self.path.as_os_str().is_empty() => {
+                return Err(AiError::config(
+                    field("path"),
+                    "must not be empty (or set `service` to use an inference service)",
+                ));
+            }
+            None => {}
         }
         if self.kind == ModelKind::Detector {
             if !(32..=4096).contains(&self.input_size) || !self.input_size.is_multiple_of(32) {
@@ -276,6 +312,179 @@ fn check_unit(field: &str, value: f32) -> Result<(), AiError> {
             field,
             format!("is {value}; must be in (0, 1]"),
         ))
+    }
+}
+
+/// The protocol an inference service speaks; it must suit the model's kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServiceProtocol {
+    /// KServe/Triton Open Inference Protocol v2 REST (`POST /v2/models/{name}/infer`):
+    /// for detectors.
+    KserveV2,
+    /// OpenAI-compatible `POST /v1/audio/transcriptions`: for speech models.
+    Openai,
+}
+
+impl ServiceProtocol {
+    /// The model kind this protocol serves.
+    pub fn kind(self) -> ModelKind {
+        match self {
+            Self::KserveV2 => ModelKind::Detector,
+            Self::Openai => ModelKind::Speech,
+        }
+    }
+}
+
+/// Where and how a model is served remotely (the `service` table of a model).
+///
+/// Requests follow the distribution worker's rules: a connect timeout and a per-request
+/// `timeout`, no redirects, no proxies, and no loopback, private or link-local addresses
+/// unless `allow_private` is set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// The service's root, `http://` or `https://` (e.g. `http://kserve.ai:8080`).
+    pub url: String,
+    /// What it speaks.
+    pub protocol: ServiceProtocol,
+    /// The model's name on the service; the model's own name when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_name: Option<String>,
+    /// The limit on one request, upload to answer; by default
+    /// [`DEFAULT_SERVICE_TIMEOUT`] for detection, [`DEFAULT_SPEECH_SERVICE_TIMEOUT`] for
+    /// speech.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeout: Option<Duration>,
+    /// The environment variable holding a bearer token (the token is never logged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    /// Whether the service may be on a loopback, private or link-local address.
+    #[serde(default)]
+    pub allow_private: bool,
+    /// The detector's input tensor name on the service (`kserve-v2` only).
+    #[serde(default = "default_service_input")]
+    pub input_name: String,
+    /// Images per inference request (`kserve-v2` only; 1 unless the served model takes
+    /// batches).
+    #[serde(default = "default_service_batch")]
+    pub batch: usize,
+}
+
+fn default_service_input() -> String {
+    DEFAULT_SERVICE_INPUT.to_owned()
+}
+
+fn default_service_batch() -> usize {
+    1
+}
+
+impl ServiceConfig {
+    /// A service at `url` with the defaults, under the model's own name.
+    pub fn new(url: impl Into<String>, protocol: ServiceProtocol) -> Self {
+        Self {
+            url: url.into(),
+            protocol,
+            remote_name: None,
+            timeout: None,
+            api_key_env: None,
+            allow_private: false,
+            input_name: default_service_input(),
+            batch: default_service_batch(),
+        }
+    }
+
+    /// The model's name on the service: `remote_name`, else `model`.
+    pub fn remote_name<'a>(&'a self, model: &'a str) -> &'a str {
+        self.remote_name.as_deref().unwrap_or(model)
+    }
+
+    /// The limit on one request: `timeout`, else the protocol's default.
+    pub fn timeout(&self) -> Duration {
+        self.timeout.unwrap_or(match self.protocol {
+            ServiceProtocol::KserveV2 => DEFAULT_SERVICE_TIMEOUT,
+            ServiceProtocol::Openai => DEFAULT_SPEECH_SERVICE_TIMEOUT,
+        })
+    }
+
+    /// The root URL without a trailing `/`.
+    pub fn base_url(&self) -> &str {
+        self.url.trim_end_matches('/')
+    }
+
+    /// Checks the table of model `name` of kind `kind`, naming the field on failure.
+    pub fn validate(&self, name: &str, kind: ModelKind) -> Result<(), AiError> {
+        let field = |f: &str| format!("models.{name}.service.{f}");
+        let parsed = reqwest::Url::parse(&self.url).ok();
+        let web = parsed
+            .as_ref()
+            .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+        if !web || parsed.is_some_and(|u| !u.username().is_empty() || u.password().is_some()) {
+            let message = format!(
+                "is `{}`; it must be an http:// or https:// URL with a host and no credentials \
+                 (use `api_key_env` for a token)",
+                self.url
+            );
+            return Err(AiError::config(field("url"), message));
+        }
+        if self.protocol.kind() != kind {
+            let message = format!(
+                "is `{}`, which serves {} models, but the model is a {kind}; use `kserve-v2` \
+                 for detectors and `openai` for speech",
+                self.protocol,
+                self.protocol.kind()
+            );
+            return Err(AiError::config(field("protocol"), message));
+        }
+        let remote = self.remote_name(name);
+        if remote.is_empty() || remote.contains(['/', '?', '#']) {
+            let message = format!("is `{remote}`; it must be non-empty without `/`, `?` or `#`");
+            return Err(AiError::config(field("remote_name"), message));
+        }
+        self.validate_limits(&field)
+    }
+
+    fn validate_limits(&self, field: &dyn Fn(&str) -> String) -> Result<(), AiError> {
+        if self.timeout().is_zero() {
+            return Err(AiError::config(field("timeout"), "must be above zero"));
+        }
+        if self.api_key_env.as_deref().is_some_and(str::is_empty) {
+            return Err(AiError::config(field("api_key_env"), "must not be empty"));
+        }
+        if self.input_name.is_empty() {
+            return Err(AiError::config(field("input_name"), "must not be empty"));
+        }
+        if !(1..=crate::detect::MAX_BATCH).contains(&self.batch) {
+            let message = format!(
+                "is {}; it must be between 1 and {}",
+                self.batch,
+                crate::detect::MAX_BATCH
+            );
+            return Err(AiError::config(field("batch"), message));
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for ServiceProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::KserveV2 => "kserve-v2",
+            Self::Openai => "openai",
+        })
+    }
+}
+
+impl fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Detector => "detector",
+            Self::Speech => "speech",
+        })
     }
 }
 
@@ -449,6 +658,86 @@ score_threshold = 0.5
             "[[models]]\nname = \"whisper\"\nkind = \"speech\"\npath = \"/models/whisper-base\"\n";
         let config = ModelsConfig::from_toml_str(text).unwrap();
         assert_eq!(config.models[0].kind, ModelKind::Speech);
+    }
+
+    const REMOTE: &str =
+        "[[models]]\nname = \"objects\"\nkind = \"detector\"\nclasses = [\"cat\"]\n";
+
+    #[test]
+    fn a_served_detector_needs_no_path_and_round_trips() {
+        let text = format!(
+            "{REMOTE}service = {{ url = \"http://gpu.internal:8080/\", protocol = \"kserve-v2\", \
+             remote_name = \"yolo11n\", timeout = \"15s\", api_key_env = \"KSERVE_TOKEN\" }}\n"
+        );
+        let config = ModelsConfig::from_toml_str(&text).unwrap();
+        let model = config.get("objects").unwrap();
+        assert!(model.is_remote());
+        let service = model.service.as_ref().unwrap();
+        assert_eq!(service.remote_name("objects"), "yolo11n");
+        assert_eq!(service.base_url(), "http://gpu.internal:8080");
+        assert_eq!(service.timeout(), Duration::from_secs(15));
+        assert_eq!((service.batch, service.allow_private), (1, false));
+        assert_eq!(service.input_name, DEFAULT_SERVICE_INPUT);
+        let again = toml::to_string(&config).unwrap();
+        assert!(!again.contains("path"), "{again}");
+        assert_eq!(ModelsConfig::from_toml_str(&again).unwrap(), config);
+    }
+
+    #[test]
+    fn service_fields_are_checked_by_name() {
+        let cases = [
+            (
+                "url = \"ftp://h/\", protocol = \"kserve-v2\"",
+                "service.url",
+            ),
+            (
+                "url = \"http://u:p@h/\", protocol = \"kserve-v2\"",
+                "service.url",
+            ),
+            ("url = \"h:80\", protocol = \"kserve-v2\"", "service.url"),
+            (
+                "url = \"http://h/\", protocol = \"openai\"",
+                "service.protocol",
+            ),
+            (
+                "url = \"http://h/\", protocol = \"kserve-v2\", timeout = \"0s\"",
+                "service.timeout",
+            ),
+            (
+                "url = \"http://h/\", protocol = \"kserve-v2\", batch = 0",
+                "service.batch",
+            ),
+            (
+                "url = \"http://h/\", protocol = \"kserve-v2\", remote_name = \"a/b\"",
+                "service.remote_name",
+            ),
+        ];
+        for (service, field) in cases {
+            let text = format!("{REMOTE}service = {{ {service} }}\n");
+            let err = ModelsConfig::from_toml_str(&text).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("models.objects.{field}")),
+                "{service}: {err}"
+            );
+        }
+        let no_path = ModelsConfig::from_toml_str(REMOTE).unwrap_err().to_string();
+        assert!(no_path.contains("models.objects.path"), "{no_path}");
+    }
+
+    #[test]
+    fn a_speech_model_may_be_served_over_openai() {
+        let text = "[[models]]\nname = \"tiny.en\"\nkind = \"speech\"\n\
+                    service = { url = \"https://stt.example\", protocol = \"openai\", remote_name = \"whisper-1\" }\n";
+        let config = ModelsConfig::from_toml_str(text).unwrap();
+        let service = config.models[0].service.as_ref().unwrap();
+        assert_eq!(service.protocol, ServiceProtocol::Openai);
+        assert_eq!(service.timeout(), DEFAULT_SPEECH_SERVICE_TIMEOUT);
+        let wrong = text.replace("openai", "kserve-v2");
+        let err = ModelsConfig::from_toml_str(&wrong).unwrap_err().to_string();
+        assert!(
+            err.contains("service.protocol") && err.contains("speech"),
+            "{err}"
+        );
     }
 
     #[test]

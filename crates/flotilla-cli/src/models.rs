@@ -60,7 +60,7 @@ pub(crate) async fn run(command: ModelsCommand) -> anyhow::Result<()> {
         ModelsCommand::Check { source } => {
             let detectors = source.clone();
             let failed = tokio::task::spawn_blocking(move || check(&detectors)).await??;
-            let failed = failed + check_speech(&source).await?;
+            let failed = failed + check_served(&source).await? + check_speech(&source).await?;
             anyhow::ensure!(failed == 0, "{failed} model(s) cannot run");
             Ok(())
         }
@@ -134,11 +134,8 @@ pub(crate) fn speech_models(source: &ModelsSource) -> anyhow::Result<Vec<SpeechM
         }
     }
     let configured = configured(source.config.as_deref())?.unwrap_or_default();
-    for model in configured
-        .models
-        .iter()
-        .filter(|m| m.kind == ModelKind::Speech)
-    {
+    let local = |m: &&flotilla_ai::ModelConfig| m.kind == ModelKind::Speech && m.service.is_none();
+    for model in configured.models.iter().filter(local) {
         let mut speech = SpeechModel::new(&model.name, &model.path);
         speech.device = model.device.to_string().parse()?;
         if let Some(installed) = &installed {
@@ -149,6 +146,26 @@ pub(crate) fn speech_models(source: &ModelsSource) -> anyhow::Result<Vec<SpeechM
         models.push(speech);
     }
     Ok(models)
+}
+
+/// The speech models flotilla.toml says a service runs (OpenAI-compatible).
+pub(crate) fn served_speech(
+    source: &ModelsSource,
+) -> anyhow::Result<Vec<flotilla_ai::ModelConfig>> {
+    let configured = configured(source.config.as_deref())?.unwrap_or_default();
+    Ok(configured
+        .models
+        .into_iter()
+        .filter(|m| m.kind == ModelKind::Speech && m.service.is_some())
+        .collect())
+}
+
+/// Where a model is: its file, or its service's URL.
+fn location(model: &flotilla_ai::ModelConfig) -> String {
+    match &model.service {
+        Some(service) => service.url.clone(),
+        None => model.path.display().to_string(),
+    }
 }
 
 /// flotilla.toml's `[ai]` section, if any.
@@ -180,7 +197,7 @@ fn list(source: &ModelsSource, json: bool) -> anyhow::Result<()> {
     let detectors = config
         .models
         .iter()
-        .filter(|m| m.kind == ModelKind::Detector);
+        .filter(|m| m.kind == ModelKind::Detector || m.service.is_some());
     let mut rows: Vec<Vec<String>> = detectors
         .map(|m| {
             let classes = m
@@ -189,11 +206,15 @@ fn list(source: &ModelsSource, json: bool) -> anyhow::Result<()> {
                 .map_or_else(|e| format!("({e})"), |c| c.len().to_string());
             vec![
                 m.name.clone(),
-                "detector".into(),
+                match (m.kind, &m.service) {
+                    (ModelKind::Detector, None) => "detector".into(),
+                    (ModelKind::Speech, _) => "speech (service)".into(),
+                    (ModelKind::Detector, Some(_)) => "detector (service)".into(),
+                },
                 m.device.to_string(),
                 m.input_size.to_string(),
                 classes,
-                m.path.display().to_string(),
+                location(m),
                 m.licence.clone().unwrap_or_else(|| "-".into()),
             ]
         })
@@ -228,24 +249,15 @@ fn list(source: &ModelsSource, json: bool) -> anyhow::Result<()> {
 /// Checks the detectors; how many failed.
 fn check(source: &ModelsSource) -> anyhow::Result<usize> {
     let config = resolve(source)?;
-    if !config.models.iter().any(|m| m.kind == ModelKind::Detector) {
+    let local =
+        |m: &&flotilla_ai::ModelConfig| m.kind == ModelKind::Detector && m.service.is_none();
+    if !config.models.iter().any(|m| local(&m)) {
         return Ok(0);
     }
     flotilla_ai::Runtime::resolve(config.runtime.as_deref())?;
-    let sample = InstalledModels::read(&source.models_dir)
-        .ok()
-        .map(|i| i.sample("astronaut.png"))
-        .filter(|p| p.exists());
-    let image = match &sample {
-        Some(path) => flotilla_ai::check::open_image(path)?,
-        None => flotilla_ai::check::sample_image(),
-    };
+    let image = sample_image(source)?;
     let mut failed = 0;
-    for model in config
-        .models
-        .iter()
-        .filter(|m| m.kind == ModelKind::Detector)
-    {
+    for model in config.models.iter().filter(local) {
         match flotilla_ai::check::check_model_on(model, &image) {
             Ok(report) => {
                 let labels: Vec<String> = report
@@ -267,6 +279,58 @@ fn check(source: &ModelsSource) -> anyhow::Result<usize> {
                     }
                 );
             }
+            Err(err) => {
+                failed += 1;
+                println!("{}: FAILED — {err}", model.name);
+            }
+        }
+    }
+    Ok(failed)
+}
+
+/// The photograph the checks run on (a generated image without an installation).
+fn sample_image(source: &ModelsSource) -> anyhow::Result<flotilla_ai::DynamicImage> {
+    let sample = InstalledModels::read(&source.models_dir)
+        .ok()
+        .map(|i| i.sample("astronaut.png"))
+        .filter(|p| p.exists());
+    Ok(match &sample {
+        Some(path) => flotilla_ai::check::open_image(path)?,
+        None => flotilla_ai::check::sample_image(),
+    })
+}
+
+/// Checks the detectors served by a KServe/Triton server: ready, and one inference; how
+/// many failed.
+async fn check_served(source: &ModelsSource) -> anyhow::Result<usize> {
+    let config = resolve(source)?;
+    let served: Vec<_> = config
+        .models
+        .iter()
+        .filter(|m| m.kind == ModelKind::Detector && m.service.is_some())
+        .collect();
+    if served.is_empty() {
+        return Ok(0);
+    }
+    let image = sample_image(source)?;
+    let mut failed = 0;
+    for model in served {
+        let started = std::time::Instant::now();
+        let checked = async {
+            let detector = flotilla_ai::KserveDetector::connect(model).await?;
+            let connected = started.elapsed();
+            let found = detector.detect(&image).await?;
+            Ok::<_, flotilla_ai::RemoteError>((connected, found))
+        };
+        match checked.await {
+            Ok((connected, found)) => println!(
+                "{}: ok at {} — ready in {:.0} ms, inference {:.0} ms; found {} object(s)",
+                model.name,
+                location(model),
+                connected.as_secs_f64() * 1000.0,
+                (started.elapsed() - connected).as_secs_f64() * 1000.0,
+                found.len()
+            ),
             Err(err) => {
                 failed += 1;
                 println!("{}: FAILED — {err}", model.name);

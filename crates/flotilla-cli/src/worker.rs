@@ -136,6 +136,7 @@ async fn load_ai(media: &mut flotilla_media::Media, args: &WorkerArgs) -> anyhow
         .with_context(|| format!("loading the AI models; {hint}"))?;
     tracing::info!(models = ?enrich.names(), "detectors loaded");
     media.enrich = Some(Arc::new(enrich));
+    let served = crate::models::served_speech(&args.models)?;
     let wanted: Vec<_> = crate::models::speech_models(&args.models)?
         .into_iter()
         .filter(|m| args.speech_models.contains(&m.name))
@@ -144,9 +145,10 @@ async fn load_ai(media: &mut flotilla_media::Media, args: &WorkerArgs) -> anyhow
         .speech_models
         .iter()
         .filter(|name| !wanted.iter().any(|m| &m.name == *name))
+        .filter(|name| !served.iter().any(|m| &m.name == *name))
         .collect();
     anyhow::ensure!(missing.is_empty(), "no speech model {missing:?}; {hint}");
-    let speech = flotilla_media::Speech::start(&wanted)
+    let speech = flotilla_media::Speech::start_with_services(&wanted, &served)
         .await
         .with_context(|| format!("starting the speech models; {hint}"))?;
     tracing::info!(models = ?speech.models(), "speech models started");

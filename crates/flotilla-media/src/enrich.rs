@@ -4,9 +4,15 @@
 //! Models are loaded once, when the worker starts ([`Enrichment::load`]), and stay warm:
 //! no job pays for a load, and a missing runtime, a missing or corrupt model file or a
 //! shape mismatch stops the worker at start with `flotilla-ai`'s typed error instead of
-//! failing every job. Inference is blocking and CPU- (or GPU-) bound, so it runs in
-//! `spawn_blocking`; a detector runs one inference at a time (ONNX Runtime already uses
+//! failing every job. Inference is blocking and CPU- (or GPU-) bound, so it runs on a
+//! blocking section; a detector runs one inference at a time (ONNX Runtime already uses
 //! every core), so more than one AI job per CPU worker only queues inside the worker.
+//!
+//! A model with a `kserve-v2` service runs on an inference server instead
+//! ([`DetectorModel::Remote`]): it is checked for readiness at start (a server without it
+//! stops the worker, like a missing file), and the handlers call it through the same
+//! [`DetectorModel`] as a local one. Such a worker is network-bound: run it with a high
+//! `--concurrency`.
 //!
 //! An image is decoded with `flotilla-image` (size and pixel limits, EXIF orientation), so
 //! boxes are in the upright image's pixels, the same space as its renditions. A video is
@@ -21,16 +27,17 @@
 //!
 //! # Layout
 //! - this file: [`Enrichment`], the parameters and sampling the steps share, detection
-//!   over an image or a video's keyframes, and error mapping.
+//!   over an image or a video's keyframes.
+//! - `model`: [`DetectorModel`], local or remote, and error mapping.
 //! - `detect`: `ai.detect`, detections and per-label summaries, `detections.json`.
 //! - `moderate`: `ai.moderate`, flagging and the admin's release object.
 //! - `redact`: `ai.redact_faces`, a copy of an image with the faces blurred.
 //!
-//! Speech-to-text (`ai.transcribe`, from `flotilla-speech`) is not here yet: it is to be
-//! registered in [`crate::register`] beside these, and its model skipped by
-//! [`Enrichment::load`] already (kind `speech`).
+//! Speech-to-text (`ai.transcribe`) is in `crate::transcribe`; [`Enrichment::load`] skips
+//! models of kind `speech`.
 
 mod detect;
+mod model;
 mod moderate;
 mod redact;
 
@@ -41,30 +48,34 @@ use std::time::Duration;
 
 use flotilla_ai::error::INSTALL_HINT;
 use flotilla_ai::{AiError, BBox, Backend, Detection, Detector, ModelConfig, ModelKind};
-use flotilla_ai::{ModelsConfig, Runtime};
+use flotilla_ai::{DynamicImage, ModelsConfig, Runtime};
 use flotilla_worker::{JobContext, JobError, WorkerBuilder};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::Media;
 use crate::step::{Step, job_error};
+use model::ai_error;
 
+pub use model::DetectorModel;
 pub use moderate::{DEFAULT_MODERATED_CLASSES, RELEASE_OBJECT};
 
 /// Most keyframes a step may ask for.
 pub const MAX_FRAMES_LIMIT: usize = 1000;
 
-/// The detectors a worker loaded at start, by model name.
+/// The detectors a worker loaded (or connected to) at start, by model name.
 #[derive(Debug)]
 pub struct Enrichment {
-    detectors: BTreeMap<String, Arc<Detector>>,
+    detectors: BTreeMap<String, DetectorModel>,
 }
 
 impl Enrichment {
     /// Loads every detector model of `config` (speech models are left to the speech
-    /// crate). The ONNX Runtime library is resolved once, from `FLOTILLA_ORT_DYLIB`,
-    /// `ORT_DYLIB_PATH` or `config.runtime`; models with backend `tract` do not need it.
-    /// Fails on the first model that does not load, with that model's error.
+    /// crate) and connects to the served ones. The ONNX Runtime library is resolved once,
+    /// from `FLOTILLA_ORT_DYLIB`, `ORT_DYLIB_PATH` or `config.runtime`; models with backend
+    /// `tract` or a service do not need it. Fails on the first model that does not load or
+    /// whose service does not have it ready, with that model's error. Blocking: call it
+    /// from blocking code (`spawn_blocking`), as the worker does.
     pub fn load(config: &ModelsConfig) -> Result<Self, AiError> {
         config.validate()?;
         let wanted: Vec<&ModelConfig> = config
@@ -80,18 +91,21 @@ impl Enrichment {
         }
         let mut runtime = wanted
             .iter()
-            .any(|m| m.backend != Backend::Tract)
+            .any(|m| m.backend != Backend::Tract && !m.is_remote())
             .then(|| Runtime::resolve(config.runtime.as_deref()));
         let mut detectors = BTreeMap::new();
         for model in wanted {
-            let detector = load_detector(model, &mut runtime)?;
-            detectors.insert(model.name.clone(), Arc::new(detector));
+            let detector = match model.is_remote() {
+                true => DetectorModel::connect_blocking(model)?,
+                false => DetectorModel::Local(Arc::new(load_detector(model, &mut runtime)?)),
+            };
+            detectors.insert(model.name.clone(), detector);
         }
         Ok(Self { detectors })
     }
 
-    /// The detector loaded under `name`.
-    pub fn detector(&self, name: &str) -> Option<&Arc<Detector>> {
+    /// The detector loaded (or connected to) under `name`.
+    pub fn detector(&self, name: &str) -> Option<&DetectorModel> {
         self.detectors.get(name)
     }
 
@@ -101,7 +115,7 @@ impl Enrichment {
     }
 
     /// The detector a step names; a model not loaded here fails the job for good.
-    fn model(&self, name: &str) -> Result<Arc<Detector>, JobError> {
+    fn model(&self, name: &str) -> Result<DetectorModel, JobError> {
         self.detectors.get(name).cloned().ok_or_else(|| {
             JobError::fatal(format!(
                 "model `{name}` is not loaded on this worker; loaded models: {}",
@@ -229,7 +243,7 @@ fn unit(name: &str, value: f32) -> Result<f32, JobError> {
 }
 
 /// Checks every class name is one of the model's.
-fn known_classes(detector: &Detector, classes: &[String]) -> Result<(), JobError> {
+fn known_classes(detector: &DetectorModel, classes: &[String]) -> Result<(), JobError> {
     let known = detector.classes();
     match classes.iter().find(|c| !known.contains(c)) {
         None => Ok(()),
@@ -297,7 +311,7 @@ impl Found {
 async fn detect_input(
     media: &Media,
     step: &Step,
-    detector: Arc<Detector>,
+    detector: DetectorModel,
     sampling: Sampling,
 ) -> Result<Found, JobError> {
     let (path, _) = step.download_input(media).await?;
@@ -307,43 +321,65 @@ async fn detect_input(
             "FFmpeg is not installed on this worker: it samples a video's keyframes",
         ));
     }
-    let (limits, name) = (media.limits.image, step.input_name.clone());
-    blocking(move || match kind {
+    let input = step.input_name.as_str();
+    match kind {
         MediaKind::Image => {
-            let image =
-                flotilla_image::decode(&path, &limits).map_err(|e| image_error(&name, e))?;
-            let found = detector
-                .detect(image.pixels())
-                .map_err(|e| ai_error(&name, e))?;
+            let image = decode_image(media, step, path).await?;
+            let pixels = std::slice::from_ref(image.pixels());
+            let found = detector.detect_images(input, pixels).await?;
             Ok(Found {
                 kind,
                 size: Some((image.width(), image.height())),
-                frames: vec![(Duration::ZERO, found)],
+                frames: vec![(Duration::ZERO, found.into_iter().next().unwrap_or_default())],
             })
         }
         MediaKind::Video => Ok(Found {
             kind,
             size: None,
-            frames: detect_video(&detector, &path, sampling).map_err(|e| ai_error(&name, e))?,
+            frames: detect_video(&detector, input, path, sampling).await?,
         }),
-    })
-    .await
+    }
+}
+
+/// Decodes the step's input image (size and pixel limits, EXIF orientation).
+async fn decode_image(
+    media: &Media,
+    step: &Step,
+    path: PathBuf,
+) -> Result<flotilla_image::Image, JobError> {
+    let (limits, name) = (media.limits.image, step.input_name.clone());
+    blocking(move || flotilla_image::decode(&path, &limits).map_err(|e| image_error(&name, e)))
+        .await
 }
 
 /// Extracts keyframes and detects them a batch at a time (only one batch decoded at once).
-fn detect_video(
-    detector: &Detector,
-    path: &Path,
+async fn detect_video(
+    detector: &DetectorModel,
+    input: &str,
+    path: PathBuf,
     sampling: Sampling,
-) -> Result<Vec<(Duration, Vec<Detection>)>, AiError> {
-    let keyframes = flotilla_ai::keyframes(path, sampling.every, sampling.cap)?;
+) -> Result<Vec<(Duration, Vec<Detection>)>, JobError> {
+    let name = input.to_owned();
+    let keyframes = blocking(move || {
+        flotilla_ai::keyframes(&path, sampling.every, sampling.cap).map_err(|e| ai_error(&name, e))
+    })
+    .await?;
     let mut frames = Vec::with_capacity(keyframes.frames.len());
-    for batch in keyframes.frames.chunks(detector.batch_size().max(1)) {
-        let images = batch
-            .iter()
-            .map(|(_, file)| flotilla_ai::check::open_image(file))
-            .collect::<Result<Vec<_>, _>>()?;
-        let found = detector.detect_batch(&images)?;
+    for batch in keyframes.frames.chunks(detector.batch_size()) {
+        let (files, name): (Vec<PathBuf>, _) = (
+            batch.iter().map(|(_, f)| f.clone()).collect(),
+            input.to_owned(),
+        );
+        let images: Vec<DynamicImage> = blocking(move || {
+            let open = |file: &PathBuf| flotilla_ai::check::open_image(file);
+            files
+                .iter()
+                .map(open)
+                .collect::<Result<_, _>>()
+                .map_err(|e| ai_error(&name, e))
+        })
+        .await?;
+        let found = detector.detect_images(input, &images).await?;
         frames.extend(batch.iter().map(|(at, _)| *at).zip(found));
     }
     Ok(frames)
@@ -356,14 +392,6 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| JobError::retryable(format!("inference stopped: {e}")))?
-}
-
-/// A detection library error as a job error: an inference or I/O failure may pass on a
-/// retry; a frame that does not decode, a video FFmpeg cannot read or a model that
-/// returns the wrong shape fails the same way every time.
-fn ai_error(input: &str, e: AiError) -> JobError {
-    let retryable = matches!(e, AiError::Inference { .. } | AiError::Io { .. });
-    job_error(retryable, format!("{input}: {e}"))
 }
 
 fn image_error(input: &str, e: flotilla_image::ImageError) -> JobError {

@@ -42,7 +42,9 @@ use flotilla_objects::Objects;
 use flotilla_video::Ffmpeg;
 use flotilla_worker::WorkerBuilder;
 
-pub use enrich::{DEFAULT_MODERATED_CLASSES, Enrichment, MAX_FRAMES_LIMIT, RELEASE_OBJECT};
+pub use enrich::{
+    DEFAULT_MODERATED_CLASSES, DetectorModel, Enrichment, MAX_FRAMES_LIMIT, RELEASE_OBJECT,
+};
 pub use ingest::IngestLimits;
 pub use transcribe::Speech;
 

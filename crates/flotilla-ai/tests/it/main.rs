@@ -9,6 +9,7 @@ mod fixture;
 mod detect_real; // yolo11n and NudeNet on real photos
 mod errors; // corrupt model, wrong shapes, missing runtime
 mod install; // the manifest, the shell twin, the class lists
+mod remote; // inference service mode against a real KServe server (PyPI kserve)
 mod tiny_model; // a hand-written fixed-shape ONNX model: exact end-to-end and shape checks
 #[cfg(feature = "tract")]
 mod tract; // the pure-Rust engine against ONNX Runtime

@@ -99,18 +99,17 @@ pub(super) async fn run(
     }
     let name = format!("redacted.{}", format.extension());
     let out = step.path(&name);
-    let (limits, input_name, file) = (media.limits.image, step.input_name.clone(), out.clone());
-    let classes = params.classes.clone();
+    let image = super::decode_image(&media, &step, input).await?;
+    let found = detector
+        .detect_images(&step.input_name, std::slice::from_ref(image.pixels()))
+        .await?;
+    let faces: Vec<Detection> = found
+        .into_iter()
+        .flatten()
+        .filter(|d| d.score >= min_score && params.classes.contains(&d.label))
+        .collect();
+    let (input_name, file) = (step.input_name.clone(), out.clone());
     let done = super::blocking(move || {
-        let image = flotilla_image::decode(&input, &limits)
-            .map_err(|e| super::image_error(&input_name, e))?;
-        let found = detector
-            .detect(image.pixels())
-            .map_err(|e| super::ai_error(&input_name, e))?;
-        let faces: Vec<Detection> = found
-            .into_iter()
-            .filter(|d| d.score >= min_score && classes.contains(&d.label))
-            .collect();
         redact(image, faces, sigma, format, &file).map_err(|e| super::image_error(&input_name, e))
     })
     .await?;
