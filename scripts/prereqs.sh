@@ -28,7 +28,7 @@ command -v npm >/dev/null 2>&1 || apt_install npm
 # espeak-ng speaks the sentences the speech-to-text tests transcribe.
 command -v espeak-ng >/dev/null 2>&1 || apt_install espeak-ng
 
-# Rust (1.89 or newer): Debian's packaged toolchain is too old, so rustup is the way.
+# Rust (1.92 or newer, for ort): Debian's packaged toolchain is too old, so rustup is the way.
 if ! command -v cargo >/dev/null 2>&1; then
   [ -x "$HOME/.cargo/bin/cargo" ] || curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c rustfmt -c clippy
   # shellcheck disable=SC1091
