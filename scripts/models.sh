@@ -63,10 +63,10 @@ else:
 open(sys.argv[2], "w", encoding="utf-8").write("\n".join(labels) + "\n")
 EOF
 
-# Sample photos (cat, astronaut, coffee cup) from scikit-image's wheel, extracted with zipfile;
+# Sample photos (cat, astronaut, coffee cup, motorcycle) from scikit-image's wheel, extracted with zipfile;
 # scikit-image itself is not installed.
 SAMPLES="$DIR/samples"
-if [[ -f "$SAMPLES/chelsea.png" && -f "$SAMPLES/astronaut.png" && -f "$SAMPLES/coffee.png" ]]; then
+if [[ -f "$SAMPLES/chelsea.png" && -f "$SAMPLES/astronaut.png" && -f "$SAMPLES/coffee.png" && -f "$SAMPLES/motorcycle_left.png" ]]; then
   echo "models.sh: sample photos already present"
 else
   echo "models.sh: fetching sample photos from $SAMPLES_PKG"
@@ -78,7 +78,7 @@ import glob, os, sys, zipfile
 wheel = glob.glob(os.path.join(sys.argv[1], "*.whl"))[0]
 os.makedirs(sys.argv[2], exist_ok=True)
 with zipfile.ZipFile(wheel) as z:
-    for name in ("chelsea.png", "astronaut.png", "coffee.png"):
+    for name in ("chelsea.png", "astronaut.png", "coffee.png", "motorcycle_left.png"):
         with open(os.path.join(sys.argv[2], name), "wb") as out:
             out.write(z.read("skimage/data/" + name))
 EOF

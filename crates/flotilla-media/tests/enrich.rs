@@ -7,6 +7,10 @@
 //! The models are installed once per machine (`flotilla_ai::install_defaults`, into
 //! `.flotilla/models` or `$FLOTILLA_MODELS_DIR`) and loaded once per test process, as a
 //! worker loads them once at start.
+//!
+//! The `issue_8_*` tests feed bad inputs end to end: an audio stream with no samples, and a
+//! Whisper helper killed with SIGKILL while it transcribes (found through `/proc`, since
+//! `Speech` keeps its helpers' ids to itself).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -52,15 +56,21 @@ fn enrichment() -> Arc<Enrichment> {
         .clone()
 }
 
-/// Whisper tiny.en behind its helper (installed once, like the detectors).
-async fn speech() -> Speech {
+/// Whisper tiny.en's configuration (installed once, like the detectors).
+async fn tiny_en() -> flotilla_speech::SpeechModel {
     let dir = models_dir();
     let installed = tokio::task::spawn_blocking(move || flotilla_speech::install_defaults(&dir))
         .await
         .unwrap()
         .expect("installing the speech models");
-    let model = flotilla_speech::SpeechModel::from_installed(&installed, "tiny.en").unwrap();
-    Speech::start(&[model]).await.expect("starting tiny.en")
+    flotilla_speech::SpeechModel::from_installed(&installed, "tiny.en").unwrap()
+}
+
+/// Whisper tiny.en behind its helper.
+async fn speech() -> Speech {
+    Speech::start(&[tiny_en().await])
+        .await
+        .expect("starting tiny.en")
 }
 
 fn sample(name: &str) -> PathBuf {
@@ -78,6 +88,11 @@ struct Rig {
 
 impl Rig {
     async fn start() -> Rig {
+        Rig::start_with(speech().await).await
+    }
+
+    /// A rig whose worker runs `speech` for `ai.transcribe`.
+    async fn start_with(speech: Speech) -> Rig {
         let enrich = tokio::task::spawn_blocking(enrichment).await.unwrap();
         let server = spawn_media(64 * 1024 * 1024).await;
         let objects = Objects::local(&server.objects_dir).unwrap();
@@ -85,7 +100,7 @@ impl Rig {
         let mut media = Media::new(objects.clone());
         media.scratch = dir.path().to_owned();
         media.enrich = Some(enrich);
-        media.speech = Some(Arc::new(speech().await));
+        media.speech = Some(Arc::new(speech));
         let client = flotilla_client::Client::new(&server.url, None).unwrap();
         let builder = Worker::builder(client)
             .queues(["q-ingest", "q-ai-enrich", "q-distribution"])
@@ -605,4 +620,216 @@ fn loading_skips_speech_models_and_reports_a_missing_file_by_path() {
     config.models.retain(|m| m.kind == ModelKind::Speech);
     let error = Enrichment::load(&config).unwrap_err().to_string();
     assert!(error.contains("no model of kind `detector`"), "{error}");
+}
+
+/// The number of packets ffprobe reads from each audio stream of `file`.
+fn audio_packets(file: &Path) -> Vec<String> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_packets", "-select_streams", "a"])
+        .args(["-show_entries", "stream=nb_read_packets", "-of", "csv=p=0"])
+        .arg(file)
+        .output()
+        .expect("ffprobe is installed (scripts/prereqs.sh)");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines().map(|l| l.trim().to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_8_an_audio_stream_without_samples_gives_an_empty_transcript() {
+    let rig = Rig::start().await;
+    // Two seconds of video with an AAC stream trimmed to nothing: Matroska keeps the
+    // stream's header, so ffprobe lists an audio stream that has no packets at all.
+    let video = rig.path("mute.mkv");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=320x240:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "anullsrc=r=44100:cl=mono,atrim=end_sample=0",
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-t",
+        "2",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        video.to_str().unwrap(),
+    ]);
+    let packets = audio_packets(&video);
+    assert!(
+        packets.len() == 1 && (packets[0] == "N/A" || packets[0] == "0"),
+        "one audio stream without packets: {packets:?}"
+    );
+    // Documented: a stream with no sound is silence, which succeeds with an empty
+    // transcript that says so (flotilla-speech extracts a 0-sample WAV; Whisper finds no
+    // speech in it).
+    let asset = rig.process(&video, "video-ai", json!({})).await;
+    assert_eq!(asset["status"], "processed", "{asset}");
+    let transcribe = step(&asset, "transcribe");
+    assert_eq!(transcribe["attempt"], 1, "{transcribe}");
+    let transcript = &transcribe["result"]["transcript"];
+    assert_eq!(
+        (
+            &transcript["empty"],
+            &transcript["segments"],
+            &transcript["text"]
+        ),
+        (&json!(true), &json!(0), &json!("")),
+        "{transcript}"
+    );
+    assert_eq!(transcript["duration_s"].as_f64(), Some(0.0), "{transcript}");
+    let note = transcript["note"].as_str().unwrap();
+    assert!(note.contains("no speech"), "{note}");
+    let srt = std::fs::read_to_string(rig.output(&asset, "transcript.srt").await).unwrap();
+    let vtt = std::fs::read_to_string(rig.output(&asset, "transcript.vtt").await).unwrap();
+    assert_eq!((srt.as_str(), vtt.as_str()), ("", "WEBVTT\n\n"));
+    assert_eq!(step(&asset, "detect")["state"], "succeeded");
+    rig.stop().await;
+}
+
+/// The ids of this process's children running the Whisper helper on `model_dir`.
+fn helper_pids(model_dir: &Path) -> Vec<u32> {
+    let me = std::process::id().to_string();
+    let model_dir = model_dir.to_str().unwrap();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let (Ok(cmdline), Some(stat)) =
+            (std::fs::read(entry.path().join("cmdline")), proc_stat(pid))
+        else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        let helper = args.iter().any(|a| a.ends_with(b"flotilla_whisper.py"));
+        let ours = args.contains(&model_dir.as_bytes());
+        if helper && ours && stat.get(1).map(String::as_str) == Some(me.as_str()) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// The fields of `/proc/<pid>/stat` after the command name (state, ppid, ...).
+fn proc_stat(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(") ")?;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+/// User plus system CPU time of `pid`, in clock ticks (`None` once it is gone).
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let fields = proc_stat(pid)?;
+    // utime and stime are fields 14 and 15 of stat; 12 and 13 after the name.
+    let (user, system) = (fields.get(11)?, fields.get(12)?);
+    Some(user.parse::<u64>().ok()? + system.parse::<u64>().ok()?)
+}
+
+/// Waits (bounded) until the idle helper `pid` has used `ticks` more CPU — it is
+/// transcribing — and kills it with SIGKILL.
+async fn kill_when_busy(pid: u32, ticks: u64) {
+    let idle = cpu_ticks(pid).expect("the helper is running");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
+    while cpu_ticks(pid).expect("the helper is alive until killed") < idle + ticks {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the helper never got busy"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let killed = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+}
+
+/// A job of a run, read through the jobs API (with its failed attempts' errors).
+async fn job_of(rig: &Rig, step: &Value) -> Value {
+    let url = format!("{}/v1/jobs/{}", rig.server.url, step["job_id"]);
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_8_a_helper_killed_mid_job_fails_it_retryably_and_the_worker_keeps_serving() {
+    // The helper runs the installed tiny.en through a link private to this test, so its
+    // command line tells it apart from the helpers of tests running beside it.
+    let models = tempfile::tempdir().unwrap();
+    let mut model = tiny_en().await;
+    let link = models.path().join("tiny.en-killed-mid-job");
+    std::os::unix::fs::symlink(&model.model_dir, &link).unwrap();
+    model.model_dir = link.clone();
+    let speech = Speech::start(&[model]).await.expect("starting tiny.en");
+    let rig = Rig::start_with(speech).await;
+    let [pid] = helper_pids(&link)[..] else {
+        panic!("one helper: {:?}", helper_pids(&link));
+    };
+
+    // About forty seconds of speech: the helper works for seconds, long enough to be
+    // caught in the middle.
+    let long = rig.path("long.wav");
+    let text = "hello world, this is a test of the flotilla transcription. ".repeat(6);
+    flotilla_speech::samples::espeak(&text, &long)
+        .await
+        .unwrap();
+    let (run, ()) = tokio::join!(
+        rig.run_step(&long, "ai.transcribe", json!({})),
+        kill_when_busy(pid, 30)
+    );
+    let transcribe = step(&run, "step");
+    assert_eq!(
+        (&run["state"], &transcribe["state"], &transcribe["attempt"]),
+        (&json!("succeeded"), &json!("succeeded"), &json!(2)),
+        "the retry succeeds: {run}"
+    );
+    let text = transcribe["result"]["transcript"]["text"].as_str().unwrap();
+    assert!(text.to_lowercase().contains("hello"), "{text}");
+    let job = job_of(&rig, transcribe).await;
+    let errors = job["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{job}");
+    let error = errors[0]["error"].as_str().unwrap();
+    assert_eq!(errors[0]["attempt"], 1, "{job}");
+    assert!(
+        error.contains("speech helper for `tiny.en` died") && error.contains("signal: 9"),
+        "the helper's exit reason: {error}"
+    );
+    let restarted = helper_pids(&link);
+    assert!(
+        restarted.len() == 1 && restarted[0] != pid,
+        "a new helper: {restarted:?} (killed {pid})"
+    );
+
+    // The worker keeps serving: another asset goes through on the first attempt.
+    let short = rig.path("short.wav");
+    let said = "hello world, this is a test of the flotilla transcription";
+    flotilla_speech::samples::espeak(said, &short)
+        .await
+        .unwrap();
+    let run = rig.run_step(&short, "ai.transcribe", json!({})).await;
+    let next = step(&run, "step");
+    assert_eq!(
+        (&next["state"], &next["attempt"]),
+        (&json!("succeeded"), &json!(1)),
+        "{run}"
+    );
+    let text = next["result"]["transcript"]["text"].as_str().unwrap();
+    assert!(text.to_lowercase().contains("test"), "{text}");
+    assert_eq!(helper_pids(&link), restarted, "the same helper serves it");
+    rig.stop().await;
 }

@@ -6,6 +6,7 @@
 
 mod fixture;
 
+mod accuracy; // issue 8 acceptance: IoU against hand-measured boxes, no false people
 mod detect_real; // yolo11n and NudeNet on real photos
 mod errors; // corrupt model, wrong shapes, missing runtime
 mod install; // the manifest, the shell twin, the class lists

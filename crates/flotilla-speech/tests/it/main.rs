@@ -7,6 +7,7 @@
 
 mod fixture;
 
+mod accuracy; // issue 8 acceptance: content-word recall, subtitle timings
 mod audio; // ffprobe + FFmpeg extraction: speech track, no audio stream, corrupt input
 mod errors; // missing model, corrupt model, missing runtime: typed start-up errors
 mod install; // the manifest and the joined base model
