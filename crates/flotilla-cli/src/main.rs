@@ -2,6 +2,7 @@
 
 mod assets;
 mod bench;
+mod bench_ai;
 mod bench_e2e;
 mod bench_media;
 mod demo;
@@ -127,6 +128,10 @@ enum BenchCommand {
     /// Media: the seed-001 filter comparison (sequential, threads, a pool of processes),
     /// 4000x3000 JPEG → three renditions, and the realtime factor of 1080p → 720p.
     Media(bench_media::MediaBenchArgs),
+    /// AI: detection latency per image (load, p50/p95, pre-processing, inference,
+    /// post-processing) for the default detectors and the Whisper real-time factor, each
+    /// against issue 8's targets.
+    Ai(bench_ai::BenchAiArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -193,6 +198,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Store(args)) => bench::store(args).await,
         Command::Bench(BenchCommand::E2e(args)) => bench_e2e::run(args).await,
         Command::Bench(BenchCommand::Media(args)) => bench_media::run(args).await,
+        Command::Bench(BenchCommand::Ai(args)) => bench_ai::run(args).await,
     }
 }
 

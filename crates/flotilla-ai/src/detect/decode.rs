@@ -5,7 +5,14 @@
 //! column, no NMS in the graph). Some exports transpose it to `[1, N, 4 + C]`; the layout
 //! is decided from the shape. Each anchor yields at most one candidate: its best class, if
 //! that score reaches the threshold.
+//!
+//! The best class is found for all anchors first, a class row at a time (rows are
+//! contiguous in the usual `[1, 4 + C, N]` layout), and boxes are read only for anchors
+//! whose best score reaches the threshold: a handful of the 8400.
 
+use std::time::Instant;
+
+use super::engine::{Stage, record};
 use super::{BBox, Candidate};
 use crate::error::AiError;
 
@@ -16,6 +23,7 @@ pub fn decode_yolo(
     classes: usize,
     score_threshold: f32,
 ) -> Result<Vec<Candidate>, AiError> {
+    let started = Instant::now();
     let layout = Layout::of(shape, classes)?;
     if output.len() != shape.iter().product::<usize>() {
         return Err(shape_error(
@@ -24,30 +32,67 @@ pub fn decode_yolo(
             output.len().to_string(),
         ));
     }
+    let best = if layout.channels_first {
+        best_per_anchor_by_row(output, layout.anchors, classes)
+    } else {
+        best_per_anchor(output, layout.rows, classes)
+    };
     let value = |anchor: usize, row: usize| output[layout.index(anchor, row)];
-    let mut candidates = Vec::new();
-    for anchor in 0..layout.anchors {
-        let (class_id, score) = (0..classes).map(|c| (c, value(anchor, 4 + c))).fold(
-            (0, f32::NEG_INFINITY),
-            |best, next| {
-                if next.1 > best.1 { next } else { best }
-            },
-        );
-        if score >= score_threshold {
-            let bbox = BBox::from_center(
+    let candidates = best
+        .into_iter()
+        .enumerate()
+        .filter(|(_, (_, score))| *score >= score_threshold)
+        .map(|(anchor, (class_id, score))| Candidate {
+            class_id,
+            score,
+            bbox: BBox::from_center(
                 value(anchor, 0),
                 value(anchor, 1),
                 value(anchor, 2),
                 value(anchor, 3),
-            );
-            candidates.push(Candidate {
-                class_id: class_id as u32,
-                score,
-                bbox,
-            });
+            ),
+        })
+        .collect();
+    record(Stage::Post, started);
+    Ok(candidates)
+}
+
+/// Each anchor's best (class, score) from a `[4 + C, N]` output, one class row at a time:
+/// the rows are contiguous, so this streams through memory instead of striding by N.
+/// Ties keep the lower class; NaN never wins (as the per-anchor scan).
+fn best_per_anchor_by_row(output: &[f32], anchors: usize, classes: usize) -> Vec<(u32, f32)> {
+    if anchors == 0 {
+        return Vec::new();
+    }
+    let mut best = vec![(0u32, f32::NEG_INFINITY); anchors];
+    let rows = output[4 * anchors..].chunks_exact(anchors).take(classes);
+    for (class_id, row) in rows.enumerate() {
+        for (slot, &score) in best.iter_mut().zip(row) {
+            if score > slot.1 {
+                *slot = (class_id as u32, score);
+            }
         }
     }
-    Ok(candidates)
+    best
+}
+
+/// Each anchor's best (class, score) from an `[N, 4 + C]` output.
+fn best_per_anchor(output: &[f32], rows: usize, classes: usize) -> Vec<(u32, f32)> {
+    output
+        .chunks_exact(rows)
+        .map(|anchor| {
+            anchor[4..4 + classes].iter().enumerate().fold(
+                (0u32, f32::NEG_INFINITY),
+                |best, (class_id, &score)| {
+                    if score > best.1 {
+                        (class_id as u32, score)
+                    } else {
+                        best
+                    }
+                },
+            )
+        })
+        .collect()
 }
 
 /// Where anchor `a`'s row `r` lives in the flat output.
@@ -175,6 +220,34 @@ mod tests {
         let a = decode_yolo(&channels_first(), [1, 6, 3], 2, 0.25).unwrap();
         let b = decode_yolo(&transposed, [1, 3, 6], 2, 0.25).unwrap();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn ties_keep_the_lower_class_nan_never_wins_and_no_anchors_is_empty() {
+        // Anchor 0: both classes 0.5; anchor 1: NaN then 0.4.
+        let data = vec![
+            1.0,
+            2.0,
+            1.0,
+            2.0,
+            1.0,
+            1.0,
+            1.0,
+            1.0,
+            0.5,
+            f32::NAN,
+            0.5,
+            0.4,
+        ];
+        for (output, shape) in [
+            (data.clone(), [1, 6, 2]),
+            (transpose(&data, 6, 2), [1, 2, 6]),
+        ] {
+            let found = decode_yolo(&output, shape, 2, 0.3).unwrap();
+            let classes: Vec<_> = found.iter().map(|c| (c.class_id, c.score)).collect();
+            assert_eq!(classes, vec![(0, 0.5), (1, 0.4)], "{shape:?}");
+        }
+        assert!(decode_yolo(&[], [1, 6, 0], 2, 0.0).unwrap().is_empty());
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //! the IoU threshold, only the highest-scoring one survives; boxes of different classes
 //! never suppress each other (a person holding a cup keeps both).
 
+use std::time::Instant;
+
 use super::Candidate;
+use super::engine::{Stage, record};
 
 /// At most this many detections are kept per image (the Ultralytics default `max_det`).
 pub const MAX_DETECTIONS: usize = 300;
@@ -10,6 +13,7 @@ pub const MAX_DETECTIONS: usize = 300;
 /// Greedy NMS per class; the result is sorted by descending score, at most
 /// [`MAX_DETECTIONS`] long.
 pub fn nms_per_class(mut candidates: Vec<Candidate>, iou_threshold: f32) -> Vec<Candidate> {
+    let started = Instant::now();
     candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
     let mut kept: Vec<Candidate> = Vec::new();
     for candidate in candidates {
@@ -23,6 +27,7 @@ pub fn nms_per_class(mut candidates: Vec<Candidate>, iou_threshold: f32) -> Vec<
             }
         }
     }
+    record(Stage::Post, started);
     kept
 }
 

@@ -9,7 +9,6 @@
 //! on the wrong object or half the image fails.
 //!
 
-
 use flotilla_ai::{BBox, Detection, Detector, DynamicImage};
 
 use crate::fixture::{model, photo};
