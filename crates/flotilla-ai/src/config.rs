@@ -441,8 +441,13 @@ impl ServiceConfig {
             return Err(AiError::config(field("protocol"), message));
         }
         let remote = self.remote_name(name);
-        if remote.is_empty() || remote.contains(['/', '?', '#']) {
-            let message = format!("is `{remote}`; it must be non-empty without `/`, `?` or `#`");
+        // A KServe name is a path segment; an OpenAI model is a form field, where names
+        // such as `Systran/faster-whisper-tiny.en` are usual.
+        let in_path = self.protocol == ServiceProtocol::KserveV2;
+        if remote.is_empty() || (in_path && remote.contains(['/', '?', '#'])) {
+            let message = format!(
+                "is `{remote}`; it must be non-empty (and, for kserve-v2, without `/`, `?` or `#`)"
+            );
             return Err(AiError::config(field("remote_name"), message));
         }
         self.validate_limits(&field)
@@ -738,6 +743,9 @@ score_threshold = 0.5
             err.contains("service.protocol") && err.contains("speech"),
             "{err}"
         );
+        // An OpenAI model name is a form field: faster-whisper-server's have a slash.
+        let slashed = text.replace("whisper-1", "Systran/faster-whisper-tiny.en");
+        assert!(ModelsConfig::from_toml_str(&slashed).is_ok());
     }
 
     #[test]

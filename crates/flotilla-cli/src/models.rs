@@ -145,6 +145,14 @@ pub(crate) fn speech_models(source: &ModelsSource) -> anyhow::Result<Vec<SpeechM
         models.retain(|m| m.name != speech.name);
         models.push(speech);
     }
+    // A name flotilla.toml gives to a service is served, not run here.
+    let served = |name: &str| {
+        configured
+            .models
+            .iter()
+            .any(|m| m.name == name && m.service.is_some())
+    };
+    models.retain(|m| !served(&m.name));
     Ok(models)
 }
 
@@ -200,10 +208,15 @@ fn list(source: &ModelsSource, json: bool) -> anyhow::Result<()> {
         .filter(|m| m.kind == ModelKind::Detector || m.service.is_some());
     let mut rows: Vec<Vec<String>> = detectors
         .map(|m| {
-            let classes = m
-                .classes
-                .resolve()
-                .map_or_else(|e| format!("({e})"), |c| c.len().to_string());
+            let (input, classes) = match m.kind {
+                ModelKind::Speech => ("-".into(), "-".into()),
+                ModelKind::Detector => (
+                    m.input_size.to_string(),
+                    m.classes
+                        .resolve()
+                        .map_or_else(|e| format!("({e})"), |c| c.len().to_string()),
+                ),
+            };
             vec![
                 m.name.clone(),
                 match (m.kind, &m.service) {
@@ -212,7 +225,7 @@ fn list(source: &ModelsSource, json: bool) -> anyhow::Result<()> {
                     (ModelKind::Detector, Some(_)) => "detector (service)".into(),
                 },
                 m.device.to_string(),
-                m.input_size.to_string(),
+                input,
                 classes,
                 location(m),
                 m.licence.clone().unwrap_or_else(|| "-".into()),
