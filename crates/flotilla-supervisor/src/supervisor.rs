@@ -96,6 +96,7 @@ pub async fn run(
         notifier,
         pools,
         client,
+        health: reqwest::Client::new(),
         epoch: Instant::now(),
     };
     let (report_tx, report_rx) = watch::channel(fleet.snapshot());
@@ -166,6 +167,8 @@ struct Fleet {
     notifier: WebhookNotifier,
     pools: Vec<Pool>,
     client: Client,
+    /// For the workers' health ports; one client, so its connections are reused.
+    health: reqwest::Client,
     epoch: Instant,
 }
 
@@ -242,7 +245,7 @@ impl Fleet {
 
     /// Each running worker's `/status` (health, jobs).
     async fn read_statuses(&mut self) {
-        let http = reqwest::Client::new();
+        let http = &self.health;
         let targets: Vec<(usize, usize, std::net::SocketAddr)> = self
             .pools
             .iter()
