@@ -7,6 +7,9 @@ source scripts/postgres.sh
 # moto (S3) and pyftpdlib (FTP), which the object-storage and delivery tests start.
 source scripts/media-services.sh
 
+# A one-off build gains nothing from incremental caches, which double the target's size.
+export CARGO_INCREMENTAL=0
+
 echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy -D warnings"
