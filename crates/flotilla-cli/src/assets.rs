@@ -146,8 +146,9 @@ pub(crate) fn summarize(result: &Value) -> String {
             (false, _) => "not flagged".into(),
         };
     }
-    if let Some(text) = result.pointer("/transcript/text").and_then(Value::as_str) {
-        return format!("transcript: {}", shorten(text, 80));
+    let text = result.pointer("/transcript/text").and_then(Value::as_str);
+    if let Some(first_line) = text.and_then(|t| t.lines().map(str::trim).find(|l| !l.is_empty())) {
+        return format!("transcript: {}", shorten(first_line, 80));
     }
     if let Some(note) = result.pointer("/transcript/note").and_then(Value::as_str) {
         return format!("transcript: ({note})");

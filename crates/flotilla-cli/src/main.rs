@@ -36,8 +36,10 @@ enum Command {
     /// (promoter, reaper, pruner, cron), on the configured store.
     Server(server::ServerArgs),
     /// Runs the main job end to end on the embedded default: makes sample media with
-    /// ffmpeg, starts a server (SQLite, local object store) and a worker, runs the image,
-    /// video and anb-video pipelines, and prints each asset's status and outputs.
+    /// ffmpeg, installs the AI models, starts a server (SQLite, local object store), a media
+    /// worker and an AI worker, runs the image, video and anb-video pipelines (image-basic,
+    /// video-basic and anb-video with --no-ai), and prints each asset's status, labels,
+    /// transcript and outputs.
     /// (--engine: the queue-engine demo instead.)
     Demo(demo_media::DemoArgs),
     /// Applies the store's pending schema migrations and exits (servers also migrate at
@@ -80,8 +82,9 @@ enum Command {
         #[command(subcommand)]
         command: remote::DeadCommand,
     },
-    /// Uploads files as assets through a pipeline (image, video, anb-video, or one of
-    /// flotilla.toml's) and, with --wait, follows them to the end and prints the results.
+    /// Uploads files as assets through a pipeline (image, video, image-basic, video-basic,
+    /// anb-video, image-ai, video-ai, or one of flotilla.toml's) and, with --wait, follows
+    /// them to the end and prints the results, labels and transcripts.
     Process(process::ProcessArgs),
     /// Supervises pools of worker processes from a fleet.toml (restarts, memory ceilings,
     /// autoscaling on queue depth, alerts); `status` shows a running supervisor, `simulate`

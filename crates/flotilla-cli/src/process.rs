@@ -1,6 +1,8 @@
 //! `flotilla process FILES…`: uploads each file as an asset through a pipeline and, with
 //! `--wait`, follows each until it is processed or failed, with a progress bar per file
-//! (bytes sent, then steps done), and prints a table of the results.
+//! (bytes sent, then steps done), and prints a table of the results, then, for each asset
+//! whose pipeline ran the AI steps, the labels found and the transcript's first line (the
+//! one-line summaries of `flotilla assets get`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,7 +24,9 @@ pub(crate) struct ProcessArgs {
     /// The files to upload.
     #[arg(required = true)]
     files: Vec<PathBuf>,
-    /// The pipeline to run over each (built in: image, video, anb-video).
+    /// The pipeline to run over each. Built in: image and video (transcoding and AI; they
+    /// need a worker on q-ai-enrich with models), image-basic, video-basic and anb-video
+    /// (transcoding only), image-ai and video-ai (AI only).
     #[arg(long, default_value = "image")]
     pipeline: String,
     /// Per-step parameter overrides as JSON, e.g. '{"transcode": {"crf": 20}}'.
@@ -60,6 +64,7 @@ pub(crate) async fn run(args: ProcessArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&views)?);
     } else {
         print!("{}", results_table(&assets));
+        print!("{}", enrichment_lines(&assets));
     }
     let failed = assets
         .iter()
@@ -164,6 +169,30 @@ fn results_table(assets: &[(PathBuf, AssetView)]) -> String {
     crate::remote::table(&["FILE", "ASSET", "STATUS", "OUTPUTS", "ERROR"], rows)
 }
 
+/// For each asset with labels or a transcript among its steps' results, a header line and
+/// one indented line per such result ("labels: cat ×1 (0.91)", "transcript: hello…");
+/// empty when no pipeline produced any.
+fn enrichment_lines(assets: &[(PathBuf, AssetView)]) -> String {
+    let mut out = String::new();
+    for (file, asset) in assets {
+        let found: Vec<String> = asset
+            .steps
+            .iter()
+            .filter_map(|s| s.result.as_ref())
+            .filter(|r| r.get("labels").is_some() || r.get("transcript").is_some())
+            .map(crate::assets::summarize)
+            .collect();
+        if found.is_empty() {
+            continue;
+        }
+        out += &format!("\n{} (asset {}):\n", file.display(), asset.id);
+        for line in found {
+            out += &format!("  {line}\n");
+        }
+    }
+    out
+}
+
 /// Options of `flotilla resources put`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct ResourcePutArgs {
@@ -198,4 +227,65 @@ pub(crate) async fn put_resource(args: ResourcePutArgs) -> anyhow::Result<()> {
         println!("stored {} ({} bytes)", stored.key, stored.size);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A processed asset whose steps had these results.
+    fn asset(pipeline: &str, results: &[(&str, serde_json::Value)]) -> AssetView {
+        let steps: Vec<serde_json::Value> = results
+            .iter()
+            .map(|(name, result)| {
+                json!({"name": name, "after": [], "state": "succeeded", "job_id": 1,
+                       "attempt": 1, "result": result, "error": null})
+            })
+            .collect();
+        serde_json::from_value(json!({
+            "id": 7, "name": "x", "pipeline": pipeline, "status": "processed", "size": 1,
+            "sha256": null, "key": "uploads/u/x", "steps": steps, "outputs": [],
+            "created_at": "2025-01-01T00:00:00Z",
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn issue_8_process_prints_the_labels_and_the_transcripts_first_line() {
+        let labels = json!({"labels": [
+            {"label": "cat", "count": 1, "best_score": 0.914},
+            {"label": "person", "count": 2, "best_score": 0.88},
+        ]});
+        let transcript =
+            json!({"transcript": {"text": "hello world\nsecond line", "empty": false}});
+        let assets = [
+            (
+                PathBuf::from("cat.png"),
+                asset(
+                    "image",
+                    &[("ingest", json!({"type": "image"})), ("detect", labels)],
+                ),
+            ),
+            (
+                PathBuf::from("talk.mp4"),
+                asset("video", &[("transcribe", transcript)]),
+            ),
+        ];
+        assert_eq!(
+            enrichment_lines(&assets),
+            "\ncat.png (asset 7):\n  labels: cat ×1 (0.91), person ×2 (0.88)\n\
+             \ntalk.mp4 (asset 7):\n  transcript: hello world\n"
+        );
+    }
+
+    #[test]
+    fn process_prints_nothing_more_without_ai_results() {
+        let outputs = json!({"outputs": [{"name": "thumb.jpg"}]});
+        let assets = [(
+            PathBuf::from("photo.jpg"),
+            asset("image-basic", &[("renditions", outputs)]),
+        )];
+        assert_eq!(enrichment_lines(&assets), "");
+    }
 }

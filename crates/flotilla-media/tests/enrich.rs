@@ -1,5 +1,6 @@
 //! The AI enrichment steps end to end: uploads over HTTP to a real server running the
-//! `image-ai` and `video-ai` pipelines, a real worker with the media and AI handlers and
+//! `image-ai` and `video-ai` pipelines (AI only) and the full `image` and `video` ones
+//! (transcoding and AI in parallel), a real worker with the media and AI handlers and
 //! the real default models (YOLO11n `objects`, NudeNet `faces`) on ONNX Runtime, and real
 //! photographs that the installer takes from the scikit-image wheel (chelsea: a cat;
 //! astronaut: a woman's face).
@@ -77,7 +78,11 @@ fn sample(name: &str) -> PathBuf {
     installed().sample(name)
 }
 
-/// A server with the built-in pipelines and a worker with the media and AI handlers.
+/// What the spoken test videos say: a sentence Whisper tiny.en hears right from espeak-ng.
+const SPOKEN: &str = "hello world, this is a test of the flotilla transcription";
+
+/// A server with the built-in pipelines and a worker with the media and AI handlers on
+/// every built-in queue (ingest, transcode, AI enrichment, distribution).
 struct Rig {
     server: TestServer,
     objects: Objects,
@@ -103,7 +108,7 @@ impl Rig {
         media.speech = Some(Arc::new(speech));
         let client = flotilla_client::Client::new(&server.url, None).unwrap();
         let builder = Worker::builder(client)
-            .queues(["q-ingest", "q-ai-enrich", "q-distribution"])
+            .queues(["q-ingest", "q-transcode", "q-ai-enrich", "q-distribution"])
             .concurrency(2)
             .poll_wait(Duration::from_secs(1));
         let worker = flotilla_media::register(builder, Arc::new(media))
@@ -125,6 +130,36 @@ impl Rig {
 
     fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
+    }
+
+    /// A 320×240 test-pattern video whose sound is `said`, spoken by espeak-ng.
+    fn spoken_video(&self, said: &str) -> PathBuf {
+        let speech = self.path("speech.wav");
+        let status = Command::new("espeak-ng")
+            .args(["-w", speech.to_str().unwrap(), said])
+            .status()
+            .expect("espeak-ng is installed (scripts/prereqs.sh)");
+        assert!(status.success());
+        let video = self.path("talk.mp4");
+        ffmpeg(&[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=25",
+            "-i",
+            speech.to_str().unwrap(),
+            "-shortest",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            video.to_str().unwrap(),
+        ]);
+        video
     }
 
     /// Uploads `file` through `pipeline` with per-step `params` and waits for the end.
@@ -422,32 +457,7 @@ async fn video_ai_summarises_the_cat_across_keyframes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn video_ai_transcribes_what_is_said_with_subtitles() {
     let rig = Rig::start().await;
-    let speech = rig.path("speech.wav");
-    let said = "hello world, this is a test of the flotilla transcription";
-    let status = Command::new("espeak-ng")
-        .args(["-w", speech.to_str().unwrap(), said])
-        .status()
-        .expect("espeak-ng is installed (scripts/prereqs.sh)");
-    assert!(status.success());
-    let video = rig.path("talk.mp4");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc=size=320x240:rate=25",
-        "-i",
-        speech.to_str().unwrap(),
-        "-shortest",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "aac",
-        video.to_str().unwrap(),
-    ]);
+    let video = rig.spoken_video(SPOKEN);
     let asset = rig.process(&video, "video-ai", json!({})).await;
     assert_eq!(asset["status"], "processed", "{asset}");
     let transcript = &step(&asset, "transcribe")["result"]["transcript"];
@@ -474,6 +484,73 @@ async fn video_ai_transcribes_what_is_said_with_subtitles() {
             .all(|w| w[0]["start"].as_f64() <= w[1]["start"].as_f64()),
         "{full}"
     );
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_8_the_image_pipeline_renders_and_finds_the_cat_before_delivery() {
+    let rig = Rig::start().await;
+    let asset = rig
+        .process(&sample("chelsea.png"), "image", json!({}))
+        .await;
+    assert_eq!(asset["status"], "processed", "{asset}");
+    assert_eq!(
+        output_names(&asset),
+        [
+            "detections.json",
+            "filtered.png",
+            "large.jpg",
+            "medium.webp",
+            "redacted.jpg",
+            "thumb.jpg"
+        ],
+        "renditions, filters, detections and the redacted copy"
+    );
+    let detect = &step(&asset, "detect")["result"];
+    let cat = label(detect, "cat").unwrap_or_else(|| panic!("no cat in {detect}"));
+    assert!(cat["best_score"].as_f64().unwrap() > 0.5, "{cat}");
+    assert_eq!(step(&asset, "moderate")["result"]["flagged"], false);
+    let thumb = rig.output(&asset, "thumb.jpg").await;
+    let info = flotilla_image::inspect(&thumb, &Default::default()).unwrap();
+    assert_eq!(info.width.max(info.height), 320, "{info:?}");
+    assert_eq!(step(&asset, "deliver")["state"], "succeeded");
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_8_the_video_pipeline_transcodes_and_transcribes_what_is_said() {
+    let rig = Rig::start().await;
+    let video = rig.spoken_video(SPOKEN);
+    let asset = rig.process(&video, "video", json!({})).await;
+    assert_eq!(asset["status"], "processed", "{asset}");
+    assert_eq!(
+        output_names(&asset),
+        [
+            "detections.json",
+            "poster.jpg",
+            "preview.mp4",
+            "transcript.json",
+            "transcript.srt",
+            "transcript.vtt",
+            "video-720p.mp4"
+        ]
+    );
+    let transcoded = rig.output(&asset, "video-720p.mp4").await;
+    let info = flotilla_video::Ffmpeg::from_path()
+        .unwrap()
+        .probe(&transcoded)
+        .await
+        .unwrap();
+    let stream = info.video().unwrap();
+    assert_eq!((stream.codec.as_str(), stream.height), ("h264", Some(720)));
+    let transcript = &step(&asset, "transcribe")["result"]["transcript"];
+    let text = transcript["text"].as_str().unwrap().to_lowercase();
+    assert!(
+        text.contains("hello") && text.contains("test"),
+        "{transcript}"
+    );
+    assert_eq!(step(&asset, "detect")["result"]["media"], "video");
+    assert_eq!(step(&asset, "deliver")["state"], "succeeded");
     rig.stop().await;
 }
 

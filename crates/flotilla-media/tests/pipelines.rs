@@ -1,6 +1,8 @@
-//! The built-in pipelines end to end: uploads over HTTP to a real server, the media
-//! handlers in a real worker (polling over HTTP), real FFmpeg and real image codecs, and
-//! the outputs probed. Media is generated here with FFmpeg's test sources.
+//! The built-in transcoding pipelines (`image-basic`, `video-basic`, `anb-video`) end to
+//! end: uploads over HTTP to a real server, the media handlers in a real worker (polling
+//! over HTTP), real FFmpeg and real image codecs, and the outputs probed. Media is
+//! generated here with FFmpeg's test sources. The worker runs no AI handlers, so the full
+//! `image` and `video` pipelines are tested in `enrich.rs`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -179,11 +181,11 @@ async fn probe(file: &Path) -> flotilla_video::MediaInfo {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_image_pipeline_makes_renditions_and_filters() {
+async fn the_image_basic_pipeline_makes_renditions_and_filters() {
     let rig = Rig::start().await;
     let input = rig.path("photo.jpg");
     photo(&input, "1600x1200");
-    let asset = rig.process(&input, "photo.jpg", "image", "").await;
+    let asset = rig.process(&input, "photo.jpg", "image-basic", "").await;
     assert_eq!(asset["status"], "processed", "{asset}");
     assert_eq!(
         outputs(&asset),
@@ -208,11 +210,11 @@ async fn the_image_pipeline_makes_renditions_and_filters() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_video_pipeline_makes_720p_poster_and_preview() {
+async fn the_video_basic_pipeline_makes_720p_poster_and_preview() {
     let rig = Rig::start().await;
     let input = rig.path("clip.mp4");
     clip(&input, "640x480", "3", true);
-    let asset = rig.process(&input, "clip.mp4", "video", "").await;
+    let asset = rig.process(&input, "clip.mp4", "video-basic", "").await;
     assert_eq!(asset["status"], "processed", "{asset}");
     assert_eq!(
         outputs(&asset),
@@ -335,11 +337,11 @@ async fn bad_media_fails_without_retries_and_says_why() {
     let cut = rig.path("cut.mp4");
     std::fs::write(&cut, &movie_bytes[..movie_bytes.len() / 2]).unwrap();
     for (file, name, pipeline, says) in [
-        (&truncated, "truncated.jpg", "image", "truncated"),
-        (&bomb, "bomb.png", "image", "100000000"),
-        (&cut, "cut.mp4", "video", "truncated or corrupt"),
-        (&text, "notes.mp4", "video", "unsupported file type"),
-        (&empty, "empty.png", "image", "empty"),
+        (&truncated, "truncated.jpg", "image-basic", "truncated"),
+        (&bomb, "bomb.png", "image-basic", "100000000"),
+        (&cut, "cut.mp4", "video-basic", "truncated or corrupt"),
+        (&text, "notes.mp4", "video-basic", "unsupported file type"),
+        (&empty, "empty.png", "image-basic", "empty"),
     ] {
         let asset = rig.process(file, name, pipeline, "").await;
         assert_eq!(asset["status"], "failed", "{name}: {asset}");
@@ -455,7 +457,9 @@ async fn a_delivery_that_fails_twice_is_retried_and_lands() {
     let input = rig.path("photo.jpg");
     photo(&input, "800x600");
     let params = "%7B%22deliver%22%3A%7B%22targets%22%3A%5B%22web%22%5D%7D%7D";
-    let asset = rig.process(&input, "photo.jpg", "image", params).await;
+    let asset = rig
+        .process(&input, "photo.jpg", "image-basic", params)
+        .await;
     assert_eq!(asset["status"], "processed", "{asset}");
     let deliver = &asset["steps"][3];
     assert_eq!(

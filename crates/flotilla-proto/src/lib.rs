@@ -149,7 +149,8 @@ pub struct AssetUploadQuery {
     /// The file's name (kept, sanitised, in the object key; its type is read from the
     /// content, not from the name).
     pub name: String,
-    /// The pipeline to run (default `image`).
+    /// The pipeline to run (default `image`, which needs a worker for `q-ai-enrich`;
+    /// `image-basic` transcodes only).
     pub pipeline: Option<String>,
     /// Per-step parameter overrides as JSON, e.g. `{"transcode": {"trim": {"max_duration_s": 10}}}`.
     pub params: Option<String>,

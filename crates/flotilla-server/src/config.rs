@@ -176,8 +176,8 @@ pub struct ServerConfig {
     pub objects: Option<String>,
     /// Largest asset upload, in bytes.
     pub max_upload_bytes: u64,
-    /// Pipelines besides (or replacing, by name) the built-in `image`, `video` and
-    /// `anb-video`.
+    /// Pipelines besides (or replacing, by name) the built-in ones (`image`, `video`,
+    /// `image-basic`, `video-basic`, `anb-video`, `image-ai`, `video-ai`).
     pub pipelines: Vec<crate::pipelines::PipelineConfig>,
     /// The AI models (`runtime`, `[[ai.models]]`): read by the workers that run the
     /// enrichment steps (`flotilla worker`, `flotilla models`), kept here so that one

@@ -1,8 +1,16 @@
 //! Pipelines: named DAGs of steps, each a job kind on a queue with parameters, turned into a
-//! pipeline run (`flotilla_core::NewRun`) for each uploaded asset. Five are built in —
-//! `image`, `video` and `anb-video` (transcoding), `image-ai` and `video-ai` (detection,
-//! moderation and face redaction on `q-ai-enrich`) — and `flotilla.toml` may add more or
-//! replace them:
+//! pipeline run (`flotilla_core::NewRun`) for each uploaded asset. Seven are built in:
+//!
+//! - `image` and `video`: transcoding on `q-transcode` and the AI steps on `q-ai-enrich` in
+//!   parallel, joining before delivery (image: renditions and filters beside detection and
+//!   moderation, then face redaction; video: 720p, poster and preview beside keyframe
+//!   detection and transcription). They need a worker with models on `q-ai-enrich`.
+//! - `image-basic`, `video-basic` and `anb-video`: transcoding only, for teams that run no AI
+//!   worker (`image-basic` and `video-basic` are `image` and `video` without the AI steps).
+//! - `image-ai` and `video-ai`: the AI steps only.
+//!
+//! Steps are shared between pipelines through small builders, so `image`'s detection is
+//! `image-ai`'s. `flotilla.toml` may add more pipelines or replace these by name:
 //!
 //! ```toml
 //! [[pipelines]]
@@ -178,73 +186,77 @@ fn deliver(after: &[&str]) -> PipelineStep {
     )
 }
 
-/// The built-in pipelines: `image`, `video` and `anb-video` (DESIGN.md §7, seed 004), and
-/// `image-ai` and `video-ai` (issue 8), whose AI steps need a worker started with models.
+/// The built-in pipelines (DESIGN.md §7, seed 004, issue 8): `image` and `video`
+/// (transcoding and AI side by side), `image-basic`, `video-basic` and `anb-video`
+/// (transcoding only, for media workers alone), and `image-ai` and `video-ai` (AI only).
+/// Every pipeline with an AI step needs a worker on `q-ai-enrich` started with models.
 pub fn builtin() -> Vec<PipelineConfig> {
-    vec![image(), video(), anb_video(), image_ai(), video_ai()]
+    vec![
+        image(),
+        video(),
+        image_basic(),
+        video_basic(),
+        anb_video(),
+        image_ai(),
+        video_ai(),
+    ]
 }
 
+fn pipeline(name: &str, steps: Vec<PipelineStep>) -> PipelineConfig {
+    PipelineConfig {
+        name: name.into(),
+        steps,
+    }
+}
+
+/// Renditions and filters beside detection and moderation; a flagged image stops before
+/// redaction and delivery, as in `image-ai`.
 fn image() -> PipelineConfig {
-    let renditions = json!({ "renditions": [
-        { "name": "large", "ops": [{ "op": "resize", "width": 1920, "height": 1920, "fit": "contain" }],
-          "format": "jpeg", "quality": 85 },
-        { "name": "medium", "ops": [{ "op": "resize", "width": 1280, "height": 1280, "fit": "contain" }],
-          "format": "webp" },
-        { "name": "thumb", "ops": [{ "op": "thumbnail", "size": 320 }], "format": "jpeg", "quality": 80 },
-    ]});
-    let filters = json!({ "renditions": [
-        { "name": "filtered", "ops": [
-            { "op": "resize", "width": 1280, "height": 1280, "fit": "contain" },
-            { "op": "grayscale" }, { "op": "blur", "sigma": 1.5 },
-            { "op": "edges" }, { "op": "brightness", "delta": 20 },
-        ], "format": "png" },
-    ]});
-    PipelineConfig {
-        name: "image".into(),
-        steps: vec![
-            ingest(),
-            step(
-                "renditions",
-                Q_TRANSCODE,
-                "image.render",
-                &["ingest"],
-                renditions,
-            ),
-            step("filters", Q_TRANSCODE, "image.render", &["ingest"], filters),
-            deliver(&["renditions", "filters"]),
-        ],
-    }
+    let steps = vec![
+        ingest(),
+        image_renditions(),
+        image_filters(),
+        detect_objects(),
+        moderate_faces(),
+        redact_faces(),
+        deliver(&["renditions", "filters", "detect", "redact"]),
+    ];
+    pipeline("image", steps)
 }
 
+/// 720p, poster and preview beside keyframe detection and transcription.
 fn video() -> PipelineConfig {
-    PipelineConfig {
-        name: "video".into(),
-        steps: vec![
-            ingest(),
-            step(
-                "transcode",
-                Q_TRANSCODE,
-                "video.transcode",
-                &["ingest"],
-                json!({}),
-            ),
-            step(
-                "poster",
-                Q_TRANSCODE,
-                "video.poster",
-                &["ingest"],
-                json!({ "width": 640 }),
-            ),
-            step(
-                "preview",
-                Q_TRANSCODE,
-                "video.preview",
-                &["ingest"],
-                json!({ "start_s": 0.0, "duration_s": 5.0, "height": 360 }),
-            ),
-            deliver(&["transcode", "poster", "preview"]),
-        ],
-    }
+    let steps = vec![
+        ingest(),
+        video_transcode(),
+        video_poster(),
+        video_preview(),
+        detect_keyframes(),
+        transcribe_speech(),
+        deliver(&["transcode", "poster", "preview", "detect", "transcribe"]),
+    ];
+    pipeline("video", steps)
+}
+
+fn image_basic() -> PipelineConfig {
+    let steps = vec![
+        ingest(),
+        image_renditions(),
+        image_filters(),
+        deliver(&["renditions", "filters"]),
+    ];
+    pipeline("image-basic", steps)
+}
+
+fn video_basic() -> PipelineConfig {
+    let steps = vec![
+        ingest(),
+        video_transcode(),
+        video_poster(),
+        video_preview(),
+        deliver(&["transcode", "poster", "preview"]),
+    ];
+    pipeline("video-basic", steps)
 }
 
 fn anb_video() -> PipelineConfig {
@@ -254,79 +266,154 @@ fn anb_video() -> PipelineConfig {
         "intro": { "resource": "intro.mp4" },
         "outro": { "resource": "outro.mp4" },
     });
-    PipelineConfig {
-        name: "anb-video".into(),
-        steps: vec![
-            ingest(),
-            step(
-                "transcode",
-                Q_TRANSCODE,
-                "video.transcode",
-                &["ingest"],
-                spec,
-            ),
-            deliver(&["transcode"]),
-        ],
-    }
+    let transcode = step(
+        "transcode",
+        Q_TRANSCODE,
+        "video.transcode",
+        &["ingest"],
+        spec,
+    );
+    pipeline(
+        "anb-video",
+        vec![ingest(), transcode, deliver(&["transcode"])],
+    )
 }
 
 /// Detection and moderation side by side; redaction only once moderation passed (or an
 /// admin released the asset), so a flagged asset is neither redacted nor delivered.
 fn image_ai() -> PipelineConfig {
-    PipelineConfig {
-        name: "image-ai".into(),
-        steps: vec![
-            ingest(),
-            step(
-                "detect",
-                Q_AI_ENRICH,
-                "ai.detect",
-                &["ingest"],
-                json!({ "model": "objects" }),
-            ),
-            step(
-                "moderate",
-                Q_AI_ENRICH,
-                "ai.moderate",
-                &["ingest"],
-                json!({ "model": "faces" }),
-            ),
-            step(
-                "redact",
-                Q_AI_ENRICH,
-                "ai.redact_faces",
-                &["moderate"],
-                json!({ "model": "faces" }),
-            ),
-            deliver(&["detect", "redact"]),
-        ],
-    }
+    let steps = vec![
+        ingest(),
+        detect_objects(),
+        moderate_faces(),
+        redact_faces(),
+        deliver(&["detect", "redact"]),
+    ];
+    pipeline("image-ai", steps)
 }
 
-/// Keyframe detection (one frame every 2 s, at most 60) and speech to text (Whisper
-/// tiny.en, with word timings).
 fn video_ai() -> PipelineConfig {
-    PipelineConfig {
-        name: "video-ai".into(),
-        steps: vec![
-            ingest(),
-            step(
-                "detect",
-                Q_AI_ENRICH,
-                "ai.detect",
-                &["ingest"],
-                json!({ "model": "objects", "every_s": 2.0, "max_frames": 60 }),
-            ),
-            step(
-                "transcribe",
-                Q_AI_ENRICH,
-                "ai.transcribe",
-                &["ingest"],
-                json!({ "model": "tiny.en", "words": true }),
-            ),
-            deliver(&["detect", "transcribe"]),
-        ],
-    }
+    let steps = vec![
+        ingest(),
+        detect_keyframes(),
+        transcribe_speech(),
+        deliver(&["detect", "transcribe"]),
+    ];
+    pipeline("video-ai", steps)
+}
+
+/// Three renditions: large JPEG, medium WebP, square-ish thumbnail.
+fn image_renditions() -> PipelineStep {
+    let renditions = json!({ "renditions": [
+        { "name": "large", "ops": [{ "op": "resize", "width": 1920, "height": 1920, "fit": "contain" }],
+          "format": "jpeg", "quality": 85 },
+        { "name": "medium", "ops": [{ "op": "resize", "width": 1280, "height": 1280, "fit": "contain" }],
+          "format": "webp" },
+        { "name": "thumb", "ops": [{ "op": "thumbnail", "size": 320 }], "format": "jpeg", "quality": 80 },
+    ]});
+    step(
+        "renditions",
+        Q_TRANSCODE,
+        "image.render",
+        &["ingest"],
+        renditions,
+    )
+}
+
+/// One filtered PNG: grayscale, blur, edges, brightness.
+fn image_filters() -> PipelineStep {
+    let filters = json!({ "renditions": [
+        { "name": "filtered", "ops": [
+            { "op": "resize", "width": 1280, "height": 1280, "fit": "contain" },
+            { "op": "grayscale" }, { "op": "blur", "sigma": 1.5 },
+            { "op": "edges" }, { "op": "brightness", "delta": 20 },
+        ], "format": "png" },
+    ]});
+    step("filters", Q_TRANSCODE, "image.render", &["ingest"], filters)
+}
+
+fn video_transcode() -> PipelineStep {
+    step(
+        "transcode",
+        Q_TRANSCODE,
+        "video.transcode",
+        &["ingest"],
+        json!({}),
+    )
+}
+
+fn video_poster() -> PipelineStep {
+    step(
+        "poster",
+        Q_TRANSCODE,
+        "video.poster",
+        &["ingest"],
+        json!({ "width": 640 }),
+    )
+}
+
+fn video_preview() -> PipelineStep {
+    step(
+        "preview",
+        Q_TRANSCODE,
+        "video.preview",
+        &["ingest"],
+        json!({ "start_s": 0.0, "duration_s": 5.0, "height": 360 }),
+    )
+}
+
+/// Object detection (YOLO11n `objects`) on an image.
+fn detect_objects() -> PipelineStep {
+    step(
+        "detect",
+        Q_AI_ENRICH,
+        "ai.detect",
+        &["ingest"],
+        json!({ "model": "objects" }),
+    )
+}
+
+/// Object detection on keyframes: one frame every 2 s, at most 60.
+fn detect_keyframes() -> PipelineStep {
+    step(
+        "detect",
+        Q_AI_ENRICH,
+        "ai.detect",
+        &["ingest"],
+        json!({ "model": "objects", "every_s": 2.0, "max_frames": 60 }),
+    )
+}
+
+fn moderate_faces() -> PipelineStep {
+    step(
+        "moderate",
+        Q_AI_ENRICH,
+        "ai.moderate",
+        &["ingest"],
+        json!({ "model": "faces" }),
+    )
+}
+
+/// Face redaction, after moderation only.
+fn redact_faces() -> PipelineStep {
+    step(
+        "redact",
+        Q_AI_ENRICH,
+        "ai.redact_faces",
+        &["moderate"],
+        json!({ "model": "faces" }),
+    )
+}
+
+/// Speech to text (Whisper tiny.en, with word timings).
+fn transcribe_speech() -> PipelineStep {
+    step(
+        "transcribe",
+        Q_AI_ENRICH,
+        "ai.transcribe",
+        &["ingest"],
+        json!({ "model": "tiny.en", "words": true }),
+    )
 }
 
 #[cfg(test)]
@@ -413,6 +500,98 @@ mod tests {
         assert_eq!(
             (&detect["every_s"], &detect["max_frames"]),
             (&json!(2.0), &json!(60))
+        );
+    }
+
+    #[test]
+    fn issue_8_image_runs_transcoding_and_ai_in_parallel_joining_before_delivery() {
+        assert_eq!(
+            steps_of(&image()),
+            [
+                ("ingest", "media.ingest", vec![]),
+                ("renditions", "image.render", vec!["ingest"]),
+                ("filters", "image.render", vec!["ingest"]),
+                ("detect", "ai.detect", vec!["ingest"]),
+                ("moderate", "ai.moderate", vec!["ingest"]),
+                ("redact", "ai.redact_faces", vec!["moderate"]),
+                (
+                    "deliver",
+                    "media.distribute",
+                    vec!["renditions", "filters", "detect", "redact"]
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn issue_8_video_runs_transcoding_keyframes_and_speech_joining_before_delivery() {
+        assert_eq!(
+            steps_of(&video()),
+            [
+                ("ingest", "media.ingest", vec![]),
+                ("transcode", "video.transcode", vec!["ingest"]),
+                ("poster", "video.poster", vec!["ingest"]),
+                ("preview", "video.preview", vec!["ingest"]),
+                ("detect", "ai.detect", vec!["ingest"]),
+                ("transcribe", "ai.transcribe", vec!["ingest"]),
+                (
+                    "deliver",
+                    "media.distribute",
+                    vec!["transcode", "poster", "preview", "detect", "transcribe"]
+                ),
+            ]
+        );
+    }
+
+    /// The steps of `pipeline` on `queue`.
+    fn on_queue<'a>(pipeline: &'a PipelineConfig, queue: &str) -> Vec<&'a PipelineStep> {
+        pipeline.steps.iter().filter(|s| s.queue == queue).collect()
+    }
+
+    #[test]
+    fn the_full_pipelines_are_the_basic_ones_plus_the_ai_ones() {
+        for (full, basic, ai) in [
+            (image(), image_basic(), image_ai()),
+            (video(), video_basic(), video_ai()),
+        ] {
+            assert_eq!(
+                on_queue(&full, Q_TRANSCODE),
+                on_queue(&basic, Q_TRANSCODE),
+                "{}",
+                full.name
+            );
+            assert_eq!(
+                on_queue(&full, Q_AI_ENRICH),
+                on_queue(&ai, Q_AI_ENRICH),
+                "{}",
+                full.name
+            );
+            assert!(on_queue(&basic, Q_AI_ENRICH).is_empty(), "{}", basic.name);
+        }
+    }
+
+    #[test]
+    fn the_basic_pipelines_deliver_after_transcoding_only() {
+        assert_eq!(
+            steps_of(&image_basic()).last().unwrap().2,
+            ["renditions", "filters"]
+        );
+        assert_eq!(
+            steps_of(&video_basic()).last().unwrap().2,
+            ["transcode", "poster", "preview"]
+        );
+        let names: Vec<String> = builtin().into_iter().map(|p| p.name).collect();
+        assert_eq!(
+            names,
+            [
+                "image",
+                "video",
+                "image-basic",
+                "video-basic",
+                "anb-video",
+                "image-ai",
+                "video-ai"
+            ]
         );
     }
 

@@ -1,5 +1,5 @@
 //! `flotilla process` against real server and worker processes: a photo through the
-//! `image` pipeline, its renditions delivered to a directory target, and a corrupt file
+//! `image-basic` pipeline (transcoding only: the worker runs no AI models), its renditions delivered to a directory target, and a corrupt file
 //! failing with its reason in the results table and a non-zero exit.
 
 use std::process::Command;
@@ -20,7 +20,7 @@ fn ffmpeg(args: &[&str]) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn process_runs_the_image_pipeline_and_delivers() {
+async fn process_runs_the_image_basic_pipeline_and_delivers() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(dir.path());
     let objects = dir.path().join("flotilla-objects");
@@ -67,7 +67,7 @@ async fn process_runs_the_image_pipeline_and_delivers() {
             "--url",
             &server.url,
             "--pipeline",
-            "image",
+            "image-basic",
             "--wait",
         ])
         .args(["--params", r#"{"deliver": {"targets": ["archive"]}}"#])
