@@ -182,8 +182,12 @@ pub struct WorkerSelfStatus {
     /// Its worker id, once registered.
     #[serde(default)]
     pub id: Option<String>,
-    /// Health by its rules.
+    /// Health by its rules and its handlers' checks.
     pub health: WorkerHealth,
+    /// Why its handlers' checks say it is degraded (e.g. a helper process that keeps
+    /// dying); empty when they are fine.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub degraded: Vec<String>,
     /// Whether it is ready for work.
     pub ready: bool,
     /// Whether it is draining.

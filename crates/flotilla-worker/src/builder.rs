@@ -11,7 +11,7 @@ use flotilla_client::Client;
 use crate::Worker;
 use crate::backoff::Backoff;
 use crate::shared::Config;
-use crate::{Handler, HealthRules};
+use crate::{Handler, HealthCheck, HealthRules};
 
 /// The longest long-poll the protocol allows.
 pub const MAX_POLL_WAIT: Duration = Duration::from_secs(20);
@@ -74,6 +74,7 @@ pub struct WorkerBuilder {
     cancel_grace: Duration,
     status_interval: Duration,
     health_rules: HealthRules,
+    health_checks: Vec<Arc<dyn HealthCheck>>,
     reconnect: (Duration, Duration),
 }
 
@@ -94,6 +95,7 @@ impl WorkerBuilder {
             cancel_grace: DEFAULT_CANCEL_GRACE,
             status_interval: DEFAULT_STATUS_INTERVAL,
             health_rules: HealthRules::default(),
+            health_checks: Vec::new(),
             reconnect: Backoff::RECONNECT,
         }
     }
@@ -180,6 +182,13 @@ impl WorkerBuilder {
         self
     }
 
+    /// Adds a condition that makes a healthy worker degraded while it fails (see
+    /// [`HealthCheck`]); its reason is logged once when it starts failing.
+    pub fn health_check(mut self, check: impl HealthCheck) -> Self {
+        self.health_checks.push(Arc::new(check));
+        self
+    }
+
     /// The rules of healthy / degraded / unhealthy.
     pub fn health_rules(mut self, rules: HealthRules) -> Self {
         self.health_rules = rules;
@@ -233,6 +242,7 @@ impl WorkerBuilder {
             cancel_grace: self.cancel_grace,
             status_interval: self.status_interval,
             health_rules: self.health_rules,
+            health_checks: self.health_checks,
             reconnect: self.reconnect,
         };
         Ok(Worker::new(

@@ -54,6 +54,34 @@ impl HealthRules {
     }
 }
 
+/// A condition of the worker's own that its handlers know and the server cannot see: a
+/// model that failed to load, a helper process that keeps dying. Registered with
+/// [`WorkerBuilder::health_check`](crate::WorkerBuilder::health_check); while any check
+/// answers `Some(reason)`, a healthy worker reports itself degraded (an unhealthy one
+/// stays unhealthy), so that a supervisor or an operator looks at it.
+pub trait HealthCheck: Send + Sync + 'static {
+    /// Why the worker is degraded now, or `None` when this check is fine.
+    fn degraded(&self) -> Option<String>;
+}
+
+impl<F> HealthCheck for F
+where
+    F: Fn() -> Option<String> + Send + Sync + 'static,
+{
+    fn degraded(&self) -> Option<String> {
+        self()
+    }
+}
+
+/// The worse of the rules' verdict and the checks': a failing check makes a healthy
+/// worker degraded.
+pub(crate) fn with_checks(by_rules: WorkerHealth, degraded: bool) -> WorkerHealth {
+    match by_rules {
+        WorkerHealth::Healthy if degraded => WorkerHealth::Degraded,
+        other => other,
+    }
+}
+
 /// The outcomes of the last `capacity` jobs, `true` for a failure.
 #[derive(Debug, Clone)]
 pub(crate) struct Window {
@@ -102,6 +130,15 @@ mod tests {
         (0..ok).for_each(|_| w.record(false));
         (0..failed).for_each(|_| w.record(true));
         w
+    }
+
+    #[test]
+    fn a_failing_check_degrades_only_a_healthy_worker() {
+        assert_eq!(with_checks(Healthy, true), Degraded);
+        assert_eq!(with_checks(Healthy, false), Healthy);
+        assert_eq!(with_checks(Degraded, true), Degraded);
+        assert_eq!(with_checks(Unhealthy, true), Unhealthy);
+        assert_eq!(with_checks(Unhealthy, false), Unhealthy);
     }
 
     #[test]

@@ -66,6 +66,7 @@ async fn status(State(shared): State<Arc<Shared>>) -> axum::Json<WorkerSelfStatu
     axum::Json(WorkerSelfStatus {
         id: shared.registered_id(),
         health: shared.health(),
+        degraded: shared.degraded_reasons(),
         ready: shared.readiness().is_ok(),
         draining: shared.is_draining(),
         running: shared.stats.running(),

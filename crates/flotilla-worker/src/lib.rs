@@ -31,7 +31,8 @@
 //!   (`/v1/ack:batch`), and what it does with each request and its answer.
 //! - `handler`: [`Handler`], [`JobContext`], [`JobError`].
 //! - `exec`: [`ExecHandler`], a handler that runs a shell command per job.
-//! - `health`: [`HealthRules`] (healthy / degraded / unhealthy).
+//! - `health`: [`HealthRules`] (healthy / degraded / unhealthy) and [`HealthCheck`]
+//!   (conditions the handlers report, e.g. a helper process that keeps dying).
 //! - `health_port`: `/healthz`, `/readyz`, `/metrics`.
 //! - `stats`, `backoff`: counters, and exponential backoff with full jitter.
 //!
@@ -72,5 +73,5 @@ pub use builder::{
 pub use exec::{EXIT_FATAL, ExecHandler, MAX_STDOUT_BYTES, STDERR_TAIL_BYTES, TERM_GRACE};
 pub use flotilla_proto::WorkerHealth;
 pub use handler::{Handler, HandlerFuture, JobContext, JobError};
-pub use health::HealthRules;
+pub use health::{HealthCheck, HealthRules};
 pub use runtime::{Worker, WorkerError, shutdown_signal};

@@ -16,7 +16,7 @@ use tracing::{error, warn};
 use crate::handler::lock;
 use crate::report::Ack;
 use crate::stats::{Gauges, Stats};
-use crate::{Handler, HealthRules};
+use crate::{Handler, HealthCheck, HealthRules};
 
 /// The checked configuration.
 pub(crate) struct Config {
@@ -31,6 +31,7 @@ pub(crate) struct Config {
     pub(crate) cancel_grace: Duration,
     pub(crate) status_interval: Duration,
     pub(crate) health_rules: HealthRules,
+    pub(crate) health_checks: Vec<Arc<dyn HealthCheck>>,
     pub(crate) reconnect: (Duration, Duration),
 }
 
@@ -58,6 +59,8 @@ pub(crate) struct Shared {
     draining: AtomicBool,
     /// Slots held by the poll in flight (free, but not in the semaphore).
     polling: AtomicUsize,
+    /// The health checks' reasons last seen, so that each is logged once.
+    degraded_logged: Mutex<Vec<String>>,
 }
 
 impl Shared {
@@ -81,11 +84,32 @@ impl Shared {
             .cloned()
     }
 
-    /// The worker's health by [`HealthRules`].
+    /// The worker's health by [`HealthRules`], made degraded by a failing [`HealthCheck`].
     pub(crate) fn health(&self) -> WorkerHealth {
         let (samples, failures) = self.stats.window();
         let rules = &self.config.health_rules;
-        rules.evaluate(self.stats.silence(), samples, failures)
+        let by_rules = rules.evaluate(self.stats.silence(), samples, failures);
+        let reasons = self.degraded_reasons();
+        crate::health::with_checks(by_rules, !reasons.is_empty())
+    }
+
+    /// Why the health checks say the worker is degraded; logs a reason when it first
+    /// appears.
+    pub(crate) fn degraded_reasons(&self) -> Vec<String> {
+        let reasons: Vec<String> = self
+            .config
+            .health_checks
+            .iter()
+            .filter_map(|check| check.degraded())
+            .collect();
+        let mut logged = lock(&self.degraded_logged);
+        for reason in &reasons {
+            if !logged.contains(reason) {
+                warn!(%reason, "worker degraded");
+            }
+        }
+        *logged = reasons.clone();
+        reasons
     }
 
     /// `Ok` when ready for work, else why not.
@@ -136,6 +160,7 @@ impl Shared {
             session: Mutex::new(session),
             draining: AtomicBool::new(false),
             polling: AtomicUsize::new(0),
+            degraded_logged: Mutex::new(Vec::new()),
         }
     }
 

@@ -55,6 +55,50 @@ async fn the_health_port_reports_liveness_readiness_and_metrics() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_health_check_makes_the_worker_degraded_until_it_passes() {
+    let h = setup().await;
+    let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let check = failing.clone();
+    let worker = h
+        .worker()
+        .handler("any", |_ctx: JobContext| async { Ok(Value::Null) })
+        .health_check(move || {
+            check
+                .load(std::sync::atomic::Ordering::SeqCst)
+                .then(|| "speech helper for tiny.en died 3 times in 10 min".to_owned())
+        })
+        .health_addr("127.0.0.1:0".parse().unwrap())
+        .build()
+        .unwrap();
+    let base = format!("http://{}", worker.health_addr().unwrap());
+    let (stop, stop_rx) = oneshot::channel();
+    let running = start(worker, stop_rx);
+    let http = reqwest::Client::new();
+    let status = || async {
+        let reply = http.get(format!("{base}/status")).send().await.unwrap();
+        reply.json::<Value>().await.unwrap()
+    };
+    let degraded = status().await;
+    assert_eq!(degraded["health"], "degraded", "{degraded}");
+    assert_eq!(
+        degraded["degraded"],
+        json!(["speech helper for tiny.en died 3 times in 10 min"])
+    );
+    let metrics = http.get(format!("{base}/metrics")).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(
+        metrics.contains("flotilla_worker_health{state=\"degraded\"} 1"),
+        "{metrics}"
+    );
+    failing.store(false, std::sync::atomic::Ordering::SeqCst);
+    let healthy = status().await;
+    assert_eq!(healthy["health"], "healthy", "{healthy}");
+    assert!(healthy.get("degraded").is_none(), "{healthy}");
+    stop.send(()).unwrap();
+    within("shutdown", running).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_server_keeps_the_worker_unready_and_shutdown_still_works() {
     // A port with nothing behind it: bind, note the address, close.
     let addr = std::net::TcpListener::bind("127.0.0.1:0")
