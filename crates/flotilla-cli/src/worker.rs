@@ -124,6 +124,14 @@ async fn media(builder: WorkerBuilder, args: &WorkerArgs) -> anyhow::Result<Work
     if media.ffmpeg.is_none() {
         tracing::warn!("ffmpeg/ffprobe not found: video jobs will fail until they are installed");
     }
+    let builder = match media.speech.clone() {
+        // A Whisper helper that keeps dying makes the worker degraded.
+        Some(speech) => builder.health_check(move || {
+            let reasons = speech.degraded();
+            (!reasons.is_empty()).then(|| reasons.join("; "))
+        }),
+        None => builder,
+    };
     Ok(flotilla_media::register(builder, Arc::new(media)))
 }
 

@@ -101,6 +101,16 @@ impl Speech {
         })
     }
 
+    /// Why the local helpers count as failing (one that keeps dying); empty when fine.
+    /// The worker reports itself degraded while this is not empty.
+    pub fn degraded(&self) -> Vec<String> {
+        let local = self.engines.values().filter_map(|e| match e {
+            Engine::Local(transcriber) => transcriber.keeps_dying(),
+            Engine::Remote(_) => None,
+        });
+        local.collect()
+    }
+
     /// Stops every helper (a remote model has nothing to stop).
     pub async fn shutdown(&self) {
         for engine in self.engines.values() {

@@ -6,8 +6,14 @@
 //! with a retryable error carrying the exit status and the end of stderr, the process is
 //! dropped, and the next call starts a new one. Load failures at [`Transcriber::start`] are
 //! typed start-up errors, never a failure of the first job.
+//!
+//! Deaths are remembered for [`DEATH_WINDOW`]: a helper that died [`DEATHS_DEGRADED`] times
+//! in that window (or cannot be restarted) makes [`Transcriber::keeps_dying`] say so, which
+//! the worker turns into a degraded health.
 
+use std::collections::VecDeque;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 
@@ -16,10 +22,17 @@ use crate::error::SpeechError;
 use crate::helper::{Helper, ReadyInfo};
 use crate::transcript::Transcript;
 
+/// How long a helper's death counts against it.
+pub const DEATH_WINDOW: Duration = Duration::from_secs(600);
+/// Deaths within [`DEATH_WINDOW`] that make the worker degraded.
+pub const DEATHS_DEGRADED: usize = 3;
+
 /// A Whisper model served by a helper process.
 pub struct Transcriber {
     config: SpeechModel,
     helper: Mutex<Option<Helper>>,
+    /// When helpers died or failed to restart, newest last, within [`DEATH_WINDOW`].
+    deaths: std::sync::Mutex<VecDeque<Instant>>,
 }
 
 impl std::fmt::Debug for Transcriber {
@@ -38,7 +51,30 @@ impl Transcriber {
         Ok(Self {
             config: config.clone(),
             helper: Mutex::new(Some(helper)),
+            deaths: std::sync::Mutex::new(VecDeque::new()),
         })
+    }
+
+    /// Why this model's helper counts as failing: it died [`DEATHS_DEGRADED`] times or
+    /// more within [`DEATH_WINDOW`]; `None` otherwise.
+    pub fn keeps_dying(&self) -> Option<String> {
+        let mut deaths = self.deaths.lock().unwrap_or_else(|e| e.into_inner());
+        forget_old(&mut deaths, Instant::now());
+        (deaths.len() >= DEATHS_DEGRADED).then(|| {
+            format!(
+                "speech helper for `{}` died {} times in the last {} min",
+                self.config.name,
+                deaths.len(),
+                DEATH_WINDOW.as_secs() / 60
+            )
+        })
+    }
+
+    fn record_death(&self) {
+        let mut deaths = self.deaths.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        forget_old(&mut deaths, now);
+        deaths.push_back(now);
     }
 
     /// The configuration it runs.
@@ -72,7 +108,9 @@ impl Transcriber {
             Some(helper) => helper,
             None => {
                 tracing::info!(model = %self.config.name, "restarting the speech helper");
-                Helper::spawn(&self.config).await?
+                Helper::spawn(&self.config)
+                    .await
+                    .inspect_err(|_| self.record_death())?
             }
         };
         let result = helper
@@ -81,6 +119,7 @@ impl Transcriber {
         match &result {
             Err(e) if e.is_retryable() => {
                 tracing::warn!(model = %self.config.name, error = %e, "speech helper lost");
+                self.record_death();
             }
             _ => *slot = Some(helper),
         }
@@ -92,5 +131,33 @@ impl Transcriber {
         if let Some(helper) = self.helper.lock().await.take() {
             helper.shutdown().await;
         }
+    }
+}
+
+/// Drops the deaths older than [`DEATH_WINDOW`].
+fn forget_old(deaths: &mut VecDeque<Instant>, now: Instant) {
+    while deaths
+        .front()
+        .is_some_and(|t| now.duration_since(*t) > DEATH_WINDOW)
+    {
+        deaths.pop_front();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deaths_older_than_the_window_are_forgotten() {
+        let now = Instant::now() + DEATH_WINDOW * 2;
+        let mut deaths: VecDeque<Instant> = [
+            now - DEATH_WINDOW - Duration::from_secs(1),
+            now - DEATH_WINDOW,
+            now - Duration::from_secs(1),
+        ]
+        .into();
+        forget_old(&mut deaths, now);
+        assert_eq!(deaths.len(), 2);
     }
 }

@@ -130,6 +130,40 @@ async fn a_killed_helper_fails_the_call_retryably_and_the_next_call_restarts_it(
 }
 
 #[tokio::test]
+async fn a_helper_that_keeps_dying_is_reported_after_the_third_death() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = speech_wav(dir.path()).await;
+    let transcriber = Transcriber::start(&model("tiny.en")).await.unwrap();
+    for death in 1..=flotilla_speech::transcriber::DEATHS_DEGRADED {
+        assert_eq!(
+            transcriber.keeps_dying(),
+            None,
+            "after {} deaths",
+            death - 1
+        );
+        if transcriber.pid().await.is_none() {
+            // Restart it (the call after a death starts a new helper).
+            transcriber.transcribe(&wav, false).await.unwrap();
+        }
+        let pid = transcriber.pid().await.unwrap();
+        let killed = Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let err = transcriber.transcribe(&wav, false).await.unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+    }
+    let reason = transcriber
+        .keeps_dying()
+        .expect("three deaths in the window");
+    assert!(reason.contains("`tiny.en` died 3 times"), "{reason}");
+    // It still serves: the next call starts a new helper.
+    transcriber.transcribe(&wav, false).await.unwrap();
+    transcriber.shutdown().await;
+}
+
+#[tokio::test]
 async fn concurrent_calls_share_one_helper_in_turn() {
     let dir = tempfile::tempdir().unwrap();
     let wav = speech_wav(dir.path()).await;
