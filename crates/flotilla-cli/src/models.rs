@@ -137,7 +137,7 @@ pub(crate) fn speech_models(source: &ModelsSource) -> anyhow::Result<Vec<SpeechM
     let local = |m: &&flotilla_ai::ModelConfig| m.kind == ModelKind::Speech && m.service.is_none();
     for model in configured.models.iter().filter(local) {
         let mut speech = SpeechModel::new(&model.name, &model.path);
-        speech.device = model.device.to_string().parse()?;
+        speech.device = model.device;
         if let Some(installed) = &installed {
             speech.python = installed.python.clone();
             speech.pythonpath = Some(installed.pythonpath.clone());

@@ -225,6 +225,25 @@ fn sniff(path: &Path) -> Result<&'static str, JobError> {
     })
 }
 
+/// Opens an `ai.*` job of `kind`, the start every handler shares: its step, its
+/// parameters, and the loaded detector they name, which must know the classes they name
+/// (`names` picks the model's name and those classes out of the parameters). Each failure
+/// is fatal: the same job would fail the same way.
+fn open_step<P: DeserializeOwned>(
+    media: &Media,
+    enrich: &Enrichment,
+    ctx: &JobContext,
+    kind: &str,
+    names: fn(&P) -> (&str, &[String]),
+) -> Result<(Step, P, DetectorModel), JobError> {
+    let step = Step::open(media, ctx)?;
+    let params: P = params(&step, kind)?;
+    let (model, classes) = names(&params);
+    let detector = enrich.model(model)?;
+    known_classes(&detector, classes)?;
+    Ok((step, params, detector))
+}
+
 /// Reads a step's parameters into `T` (unknown keys refused).
 fn params<T: DeserializeOwned>(step: &Step, kind: &str) -> Result<T, JobError> {
     serde_json::from_value(Value::Object(step.params.clone()))

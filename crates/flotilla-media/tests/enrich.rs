@@ -13,41 +13,20 @@
 //! Whisper helper killed with SIGKILL while it transcribes (found through `/proc`, since
 //! `Speech` keeps its helpers' ids to itself).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use flotilla_ai::{Device, InstalledModels, ModelConfig, ModelKind, ModelsConfig};
-use flotilla_api::testing::{TestServer, spawn_media};
-use flotilla_media::{DEFAULT_MODERATED_CLASSES, Enrichment, Media, RELEASE_OBJECT, Speech};
-use flotilla_objects::{ObjectKey, Objects};
-use flotilla_worker::Worker;
+use common::{
+    FAST_H264_AAC, Rig, ffmpeg, installed, models_config, models_dir, output_names, step,
+};
+use flotilla_ai::{ModelConfig, ModelKind};
+use flotilla_media::{DEFAULT_MODERATED_CLASSES, Enrichment, RELEASE_OBJECT, Speech};
+use flotilla_objects::ObjectKey;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
-
-/// Where the models are installed: `$FLOTILLA_MODELS_DIR` or `.flotilla/models`.
-fn models_dir() -> PathBuf {
-    std::env::var_os("FLOTILLA_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.flotilla/models"))
-}
-
-fn installed() -> &'static InstalledModels {
-    static INSTALLED: OnceLock<InstalledModels> = OnceLock::new();
-    INSTALLED.get_or_init(|| {
-        flotilla_ai::install_defaults(&models_dir()).expect("installing the default models")
-    })
-}
-
-/// The default models' configuration, on the CPU.
-fn models_config() -> ModelsConfig {
-    let mut config = ModelsConfig::defaults(installed());
-    for model in &mut config.models {
-        model.device = Device::Cpu;
-    }
-    config
-}
 
 /// The models, loaded once for every worker of this process.
 fn enrichment() -> Arc<Enrichment> {
@@ -81,16 +60,8 @@ fn sample(name: &str) -> PathBuf {
 /// What the spoken test videos say: a sentence Whisper tiny.en hears right from espeak-ng.
 const SPOKEN: &str = "hello world, this is a test of the flotilla transcription";
 
-/// A server with the built-in pipelines and a worker with the media and AI handlers on
-/// every built-in queue (ingest, transcode, AI enrichment, distribution).
-struct Rig {
-    server: TestServer,
-    objects: Objects,
-    stop: CancellationToken,
-    worker: tokio::task::JoinHandle<()>,
-    dir: tempfile::TempDir,
-}
-
+/// This file's rigs: a worker with the media and AI handlers on every built-in queue
+/// (ingest, transcode, AI enrichment, distribution).
 impl Rig {
     async fn start() -> Rig {
         Rig::start_with(speech().await).await
@@ -99,118 +70,12 @@ impl Rig {
     /// A rig whose worker runs `speech` for `ai.transcribe`.
     async fn start_with(speech: Speech) -> Rig {
         let enrich = tokio::task::spawn_blocking(enrichment).await.unwrap();
-        let server = spawn_media(64 * 1024 * 1024).await;
-        let objects = Objects::local(&server.objects_dir).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let mut media = Media::new(objects.clone());
-        media.scratch = dir.path().to_owned();
-        media.enrich = Some(enrich);
-        media.speech = Some(Arc::new(speech));
-        let client = flotilla_client::Client::new(&server.url, None).unwrap();
-        let builder = Worker::builder(client)
-            .queues(["q-ingest", "q-transcode", "q-ai-enrich", "q-distribution"])
-            .concurrency(2)
-            .poll_wait(Duration::from_secs(1));
-        let worker = flotilla_media::register(builder, Arc::new(media))
-            .build()
-            .unwrap();
-        let stop = CancellationToken::new();
-        let until = stop.clone();
-        let worker = tokio::spawn(async move {
-            worker.run(until.cancelled_owned()).await.unwrap();
-        });
-        Rig {
-            server,
-            objects,
-            stop,
-            worker,
-            dir,
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// A 320×240 test-pattern video whose sound is `said`, spoken by espeak-ng.
-    fn spoken_video(&self, said: &str) -> PathBuf {
-        let speech = self.path("speech.wav");
-        let status = Command::new("espeak-ng")
-            .args(["-w", speech.to_str().unwrap(), said])
-            .status()
-            .expect("espeak-ng is installed (scripts/prereqs.sh)");
-        assert!(status.success());
-        let video = self.path("talk.mp4");
-        ffmpeg(&[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=320x240:rate=25",
-            "-i",
-            speech.to_str().unwrap(),
-            "-shortest",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            video.to_str().unwrap(),
-        ]);
-        video
-    }
-
-    /// Uploads `file` through `pipeline` with per-step `params` and waits for the end.
-    async fn process(&self, file: &Path, pipeline: &str, params: Value) -> Value {
-        let name = file.file_name().unwrap().to_str().unwrap();
-        let params = params.to_string();
-        let resp = reqwest::Client::new()
-            .post(format!("{}/v1/assets", self.server.url))
-            .query(&[("name", name), ("pipeline", pipeline), ("params", &params)])
-            .body(std::fs::read(file).unwrap())
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status();
-        let asset: Value = resp.json().await.unwrap();
-        assert_eq!(status, 202, "{asset}");
-        self.wait_asset(&asset["id"]).await
-    }
-
-    /// Polls the asset until it is processed or failed (bounded).
-    async fn wait_asset(&self, id: &Value) -> Value {
-        let url = format!("{}/v1/assets/{id}", self.server.url);
-        self.poll(&url, |a| {
-            a["status"] == "processed" || a["status"] == "failed"
+        let queues = ["q-ingest", "q-transcode", "q-ai-enrich", "q-distribution"];
+        Rig::launch(&queues, 2, |media| {
+            media.enrich = Some(enrich);
+            media.speech = Some(Arc::new(speech));
         })
         .await
-    }
-
-    async fn poll(&self, url: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
-        loop {
-            let value: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
-            if done(&value) {
-                return value;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "still {value}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Downloads an output of an asset.
-    async fn output(&self, asset: &Value, name: &str) -> PathBuf {
-        let url = format!(
-            "{}/v1/assets/{}/outputs/{name}",
-            self.server.url, asset["id"]
-        );
-        let resp = reqwest::get(url).await.unwrap();
-        assert_eq!(resp.status(), 200, "{name}");
-        let path = self.path(&format!("{}-{name}", asset["id"]));
-        std::fs::write(&path, resp.bytes().await.unwrap()).unwrap();
-        path
     }
 
     /// Runs one `q-ai-enrich` step of `kind` over `file` (no ingest before it), to the end.
@@ -223,42 +88,8 @@ impl Rig {
         let run = json!({ "pipeline": "direct", "steps": [
             { "name": "step", "job": { "queue": "q-ai-enrich", "kind": kind, "payload": payload } },
         ]});
-        let resp = reqwest::Client::new()
-            .post(format!("{}/v1/runs", self.server.url))
-            .json(&run)
-            .send()
-            .await
-            .unwrap();
-        let created: Value = resp.json().await.unwrap();
-        let url = format!("{}/v1/runs/{}", self.server.url, created["id"]);
-        self.poll(&url, |r| r["state"] != "running").await
+        self.run(&run).await
     }
-
-    async fn stop(self) {
-        self.stop.cancel();
-        self.worker.await.unwrap();
-    }
-}
-
-/// The step called `name` of an asset or run.
-fn step<'a>(asset: &'a Value, name: &str) -> &'a Value {
-    asset["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name)
-        .unwrap_or_else(|| panic!("no step {name} in {asset}"))
-}
-
-fn output_names(asset: &Value) -> Vec<String> {
-    let mut names: Vec<String> = asset["outputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["name"].as_str().unwrap().to_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 fn label<'a>(result: &'a Value, name: &str) -> Option<&'a Value> {
@@ -285,19 +116,6 @@ fn rgb(path: &Path) -> image::RgbImage {
         .unwrap()
         .pixels()
         .to_rgb8()
-}
-
-fn ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(args)
-        .output()
-        .expect("ffmpeg is installed (scripts/prereqs.sh)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -718,31 +536,23 @@ async fn issue_8_an_audio_stream_without_samples_gives_an_empty_transcript() {
     // Two seconds of video with an AAC stream trimmed to nothing: Matroska keeps the
     // stream's header, so ffprobe lists an audio stream that has no packets at all.
     let video = rig.path("mute.mkv");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
+    let (pattern, no_samples) = (
         "testsrc=size=320x240:rate=25",
-        "-f",
-        "lavfi",
-        "-i",
         "anullsrc=r=44100:cl=mono,atrim=end_sample=0",
-        "-map",
-        "0:v",
-        "-map",
-        "1:a",
-        "-t",
-        "2",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "aac",
-        video.to_str().unwrap(),
-    ]);
+    );
+    let inputs = [
+        "-f", "lavfi", "-i", pattern, "-f", "lavfi", "-i", no_samples,
+    ];
+    let streams = ["-map", "0:v", "-map", "1:a", "-t", "2"];
+    ffmpeg(
+        &[
+            &inputs[..],
+            &streams,
+            &FAST_H264_AAC,
+            &[video.to_str().unwrap()],
+        ]
+        .concat(),
+    );
     let packets = audio_packets(&video);
     assert!(
         packets.len() == 1 && (packets[0] == "N/A" || packets[0] == "0"),

@@ -4,27 +4,17 @@
 //! generated here with FFmpeg's test sources. The worker runs no AI handlers, so the full
 //! `image` and `video` pipelines are tested in `enrich.rs`.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Arc;
-use std::time::Duration;
+mod common;
 
-use flotilla_api::testing::{TestServer, spawn_media};
-use flotilla_media::Media;
+use std::path::Path;
+use std::sync::Arc;
+
+use common::{Rig, ffmpeg, output_names as outputs};
 use flotilla_objects::{ObjectKey, Objects};
 use flotilla_video::Ffmpeg;
-use flotilla_worker::Worker;
-use serde_json::Value;
-use tokio_util::sync::CancellationToken;
+use serde_json::json;
 
-/// A server serving assets and a worker with the media handlers on every media queue.
-struct Rig {
-    server: TestServer,
-    stop: CancellationToken,
-    worker: tokio::task::JoinHandle<()>,
-    dir: tempfile::TempDir,
-}
-
+/// This file's rigs: a worker with the media handlers on every media queue but AI.
 impl Rig {
     async fn start() -> Rig {
         Rig::start_with(None).await
@@ -32,103 +22,19 @@ impl Rig {
 
     /// A rig whose worker delivers to these targets.
     async fn start_with(targets: Option<flotilla_distribute::Distributor>) -> Rig {
-        let server = spawn_media(64 * 1024 * 1024).await;
-        let objects = Objects::local(&server.objects_dir).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let mut media = Media::new(objects);
-        media.scratch = dir.path().to_owned();
-        if let Some(distributor) = targets {
-            media.distributor = distributor;
-        }
-        let client = flotilla_client::Client::new(&server.url, None).unwrap();
-        let builder = Worker::builder(client)
-            .queues(["q-ingest", "q-transcode", "q-distribution"])
-            .concurrency(2)
-            .poll_wait(Duration::from_secs(1));
-        let worker = flotilla_media::register(builder, Arc::new(media))
-            .build()
-            .unwrap();
-        let stop = CancellationToken::new();
-        let until = stop.clone();
-        let worker = tokio::spawn(async move {
-            worker.run(until.cancelled_owned()).await.unwrap();
-        });
-        Rig {
-            server,
-            stop,
-            worker,
-            dir,
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        let queues = ["q-ingest", "q-transcode", "q-distribution"];
+        Rig::launch(&queues, 2, |media| {
+            if let Some(distributor) = targets {
+                media.distributor = distributor;
+            }
+        })
+        .await
     }
 
     async fn resource(&self, name: &str, file: &Path) {
-        let objects = Objects::local(&self.server.objects_dir).unwrap();
         let key = ObjectKey::resource(name).unwrap();
-        objects.put_file(&key, file).await.unwrap();
+        self.objects.put_file(&key, file).await.unwrap();
     }
-
-    /// Uploads `file` as `name` through `pipeline` and waits for it to finish.
-    async fn process(&self, file: &Path, name: &str, pipeline: &str, params: &str) -> Value {
-        let body = std::fs::read(file).unwrap();
-        let url = format!(
-            "{}/v1/assets?name={name}&pipeline={pipeline}&params={params}",
-            self.server.url
-        );
-        let resp = reqwest::Client::new()
-            .post(url)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status();
-        let asset: Value = resp.json().await.unwrap();
-        assert_eq!(status, 202, "{asset}");
-        let get = format!("{}/v1/assets/{}", self.server.url, asset["id"]);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-        loop {
-            let asset: Value = reqwest::get(&get).await.unwrap().json().await.unwrap();
-            if asset["status"] == "processed" || asset["status"] == "failed" {
-                return asset;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "still {asset}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Downloads an output into the scratch directory.
-    async fn output(&self, asset: &Value, name: &str) -> PathBuf {
-        let url = format!(
-            "{}/v1/assets/{}/outputs/{name}",
-            self.server.url, asset["id"]
-        );
-        let resp = reqwest::get(url).await.unwrap();
-        assert_eq!(resp.status(), 200, "{name}");
-        let path = self.path(&format!("{}-{name}", asset["id"]));
-        std::fs::write(&path, resp.bytes().await.unwrap()).unwrap();
-        path
-    }
-
-    async fn stop(self) {
-        self.stop.cancel();
-        self.worker.await.unwrap();
-    }
-}
-
-fn ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(args)
-        .output()
-        .expect("ffmpeg is installed (scripts/prereqs.sh)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn clip(path: &Path, size: &str, seconds: &str, audio: bool) {
@@ -165,17 +71,6 @@ fn photo(path: &Path, size: &str) {
     ]);
 }
 
-fn outputs(asset: &Value) -> Vec<String> {
-    let mut names: Vec<String> = asset["outputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["name"].as_str().unwrap().to_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 async fn probe(file: &Path) -> flotilla_video::MediaInfo {
     Ffmpeg::from_path().unwrap().probe(file).await.unwrap()
 }
@@ -185,7 +80,7 @@ async fn the_image_basic_pipeline_makes_renditions_and_filters() {
     let rig = Rig::start().await;
     let input = rig.path("photo.jpg");
     photo(&input, "1600x1200");
-    let asset = rig.process(&input, "photo.jpg", "image-basic", "").await;
+    let asset = rig.process(&input, "image-basic", json!({})).await;
     assert_eq!(asset["status"], "processed", "{asset}");
     assert_eq!(
         outputs(&asset),
@@ -214,7 +109,7 @@ async fn the_video_basic_pipeline_makes_720p_poster_and_preview() {
     let rig = Rig::start().await;
     let input = rig.path("clip.mp4");
     clip(&input, "640x480", "3", true);
-    let asset = rig.process(&input, "clip.mp4", "video-basic", "").await;
+    let asset = rig.process(&input, "video-basic", json!({})).await;
     assert_eq!(asset["status"], "processed", "{asset}");
     assert_eq!(
         outputs(&asset),
@@ -258,8 +153,8 @@ async fn the_anb_pipeline_trims_letterboxes_watermarks_and_adds_intro_and_outro(
     let input = rig.path("talk.mp4");
     clip(&input, "640x480", "5", true);
     // Keep at most the first 3 s (the default is 30 s; this file is shorter than that).
-    let params = "%7B%22transcode%22%3A%7B%22trim%22%3A%7B%22start_s%22%3A0%2C%22max_duration_s%22%3A3%7D%7D%7D";
-    let asset = rig.process(&input, "talk.mp4", "anb-video", params).await;
+    let params = json!({ "transcode": { "trim": { "start_s": 0, "max_duration_s": 3 } } });
+    let asset = rig.process(&input, "anb-video", params).await;
     assert_eq!(asset["status"], "processed", "{asset}");
     let out = rig.output(&asset, "video-720p.mp4").await;
     let info = probe(&out).await;
@@ -343,7 +238,7 @@ async fn bad_media_fails_without_retries_and_says_why() {
         (&text, "notes.mp4", "video-basic", "unsupported file type"),
         (&empty, "empty.png", "image-basic", "empty"),
     ] {
-        let asset = rig.process(file, name, pipeline, "").await;
+        let asset = rig.process(file, pipeline, json!({})).await;
         assert_eq!(asset["status"], "failed", "{name}: {asset}");
         let ingest = &asset["steps"][0];
         assert_eq!(ingest["state"], "failed", "{name}");
@@ -372,23 +267,7 @@ async fn hls_segments_the_transcoded_video() {
             {"name": "hls", "after": ["transcode"], "job": {"queue": "q-transcode", "kind": "video.hls", "payload": {"input": source, "segment_s": 2}}}
         ]
     });
-    let resp = reqwest::Client::new()
-        .post(format!("{}/v1/runs", rig.server.url))
-        .json(&run)
-        .send()
-        .await
-        .unwrap();
-    let created: Value = resp.json().await.unwrap();
-    let get = format!("{}/v1/runs/{}", rig.server.url, created["id"]);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    let done = loop {
-        let run: Value = reqwest::get(&get).await.unwrap().json().await.unwrap();
-        if run["state"] != "running" {
-            break run;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "still {run}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let done = rig.run(&run).await;
     assert_eq!(done["state"], "succeeded", "{done}");
     let outputs = done["steps"][1]["result"]["outputs"].as_array().unwrap();
     assert_eq!(outputs[0]["name"], "hls/playlist.m3u8");
@@ -456,10 +335,8 @@ async fn a_delivery_that_fails_twice_is_retried_and_lands() {
     let rig = Rig::start_with(Some(distributor)).await;
     let input = rig.path("photo.jpg");
     photo(&input, "800x600");
-    let params = "%7B%22deliver%22%3A%7B%22targets%22%3A%5B%22web%22%5D%7D%7D";
-    let asset = rig
-        .process(&input, "photo.jpg", "image-basic", params)
-        .await;
+    let params = json!({ "deliver": { "targets": ["web"] } });
+    let asset = rig.process(&input, "image-basic", params).await;
     assert_eq!(asset["status"], "processed", "{asset}");
     let deliver = &asset["steps"][3];
     assert_eq!(

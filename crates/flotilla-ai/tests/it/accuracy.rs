@@ -9,9 +9,9 @@
 //! on the wrong object or half the image fails.
 //!
 
-use flotilla_ai::{BBox, Detection, Detector, DynamicImage};
+use flotilla_ai::{BBox, Detector, DynamicImage};
 
-use crate::fixture::{model, photo};
+use crate::fixture::{best, model, photo};
 
 /// The IoU a detection must exceed against its reference box.
 const MIN_IOU: f32 = 0.3;
@@ -24,15 +24,6 @@ fn corners(x0: f32, y0: f32, x1: f32, y1: f32) -> BBox {
         width: x1 - x0,
         height: y1 - y0,
     }
-}
-
-/// The best-scoring detection labelled `label`.
-fn best<'a>(found: &'a [Detection], label: &str) -> &'a Detection {
-    found
-        .iter()
-        .filter(|d| d.label == label)
-        .max_by(|a, b| a.score.total_cmp(&b.score))
-        .unwrap_or_else(|| panic!("no {label} in {found:?}"))
 }
 
 /// Runs `model_name` on `image` and asserts its best `label` overlaps `reference`.

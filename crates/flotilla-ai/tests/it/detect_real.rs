@@ -1,20 +1,12 @@
 //! The default models on real photos (scikit-image's samples): the labels and boxes a
 //! person would expect.
 
-use flotilla_ai::{BBox, Detection, Detector, Device};
+use flotilla_ai::{BBox, Detector, Device};
 
-use crate::fixture::{model, photo};
+use crate::fixture::{best, model, photo};
 
 fn contains(b: &BBox, x: f32, y: f32) -> bool {
     (b.x..=b.x + b.width).contains(&x) && (b.y..=b.y + b.height).contains(&y)
-}
-
-fn best<'a>(found: &'a [Detection], label: &str) -> &'a Detection {
-    found
-        .iter()
-        .filter(|d| d.label == label)
-        .max_by(|a, b| a.score.total_cmp(&b.score))
-        .unwrap_or_else(|| panic!("no {label} in {found:?}"))
 }
 
 #[test]

@@ -1,11 +1,12 @@
 //! The shared installation: installed once per process (and once per machine, thanks to
-//! the installer's lock and idempotence), with the runtime loaded.
+//! the installer's lock and idempotence), with the runtime loaded; and the helpers the
+//! test modules share.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use flotilla_ai::{
-    DynamicImage, InstalledModels, ModelConfig, ModelsConfig, Runtime, install_defaults,
+    Detection, DynamicImage, InstalledModels, ModelConfig, ModelsConfig, Runtime, install_defaults,
 };
 
 /// Where the tests install: `$FLOTILLA_MODELS_DIR` or `.flotilla/models` at the repo root.
@@ -39,4 +40,13 @@ pub(crate) fn model(name: &str) -> ModelConfig {
 /// One of the installed sample photos.
 pub(crate) fn photo(name: &str) -> DynamicImage {
     flotilla_ai::check::open_image(&installed().sample(name)).expect("opening a sample photo")
+}
+
+/// The best-scoring detection labelled `label`; panics, listing what was found, if none is.
+pub(crate) fn best<'a>(found: &'a [Detection], label: &str) -> &'a Detection {
+    found
+        .iter()
+        .filter(|d| d.label == label)
+        .max_by(|a, b| a.score.total_cmp(&b.score))
+        .unwrap_or_else(|| panic!("no {label} in {found:?}"))
 }

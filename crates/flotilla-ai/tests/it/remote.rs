@@ -14,7 +14,7 @@ use flotilla_ai::{
     Detection, Detector, KserveDetector, ModelConfig, RemoteError, ServiceConfig, ServiceProtocol,
 };
 
-use crate::fixture::{installed, model, models_dir, photo};
+use crate::fixture::{best, installed, model, models_dir, photo};
 
 /// The server's packages (kserve pulls FastAPI, uvicorn, numpy and friends).
 const SERVER_PACKAGES: [&str; 2] = ["kserve==0.21.0", "onnxruntime==1.31.1"];
@@ -147,14 +147,6 @@ fn remote(server: &KserveServer, remote_name: &str) -> ModelConfig {
 async fn start_server() -> KserveServer {
     let onnx = installed().model("objects").unwrap().file.clone();
     KserveServer::start(&onnx, REMOTE_NAME).await
-}
-
-fn best<'a>(found: &'a [Detection], label: &str) -> &'a Detection {
-    found
-        .iter()
-        .filter(|d| d.label == label)
-        .max_by(|a, b| a.score.total_cmp(&b.score))
-        .unwrap_or_else(|| panic!("no {label} in {found:?}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

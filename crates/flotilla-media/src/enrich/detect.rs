@@ -18,7 +18,6 @@ use serde_json::{Value, json};
 
 use super::{Enrichment, Found, MediaKind, Sampling, bbox, detection, score};
 use crate::Media;
-use crate::step::Step;
 
 /// The parameters of `ai.detect`.
 #[derive(Debug, Deserialize)]
@@ -44,9 +43,10 @@ pub(super) async fn run(
     enrich: Arc<Enrichment>,
     ctx: JobContext,
 ) -> Result<Value, JobError> {
-    let step = Step::open(&media, &ctx)?;
-    let params: Params = super::params(&step, "ai.detect")?;
-    let detector = enrich.model(&params.model)?;
+    let (step, params, detector) =
+        super::open_step(&media, &enrich, &ctx, "ai.detect", |p: &Params| {
+            (&p.model, &[])
+        })?;
     let min_score = params
         .min_score
         .map_or(Ok(detector.config().score_threshold), |s| {

@@ -64,10 +64,10 @@ pub(super) async fn run(
     enrich: Arc<Enrichment>,
     ctx: JobContext,
 ) -> Result<Value, JobError> {
-    let step = Step::open(&media, &ctx)?;
-    let params: Params = super::params(&step, "ai.moderate")?;
-    let detector = enrich.model(&params.model)?;
-    super::known_classes(&detector, &params.classes)?;
+    let (step, params, detector) =
+        super::open_step(&media, &enrich, &ctx, "ai.moderate", |p: &Params| {
+            (&p.model, &p.classes)
+        })?;
     let threshold = super::unit("threshold", params.threshold)?;
     let sampling = Sampling::new(params.every_s, params.max_frames)?;
     let found = super::detect_input(&media, &step, detector, sampling).await?;

@@ -19,7 +19,6 @@ use serde_json::{Value, json};
 
 use super::{Enrichment, MediaKind, detection};
 use crate::Media;
-use crate::step::Step;
 
 /// How much each face box grows on every side, as a fraction of its width or height.
 const MARGIN: f32 = 0.15;
@@ -83,10 +82,10 @@ pub(super) async fn run(
     enrich: Arc<Enrichment>,
     ctx: JobContext,
 ) -> Result<Value, JobError> {
-    let step = Step::open(&media, &ctx)?;
-    let params: Params = super::params(&step, "ai.redact_faces")?;
-    let detector = enrich.model(&params.model)?;
-    super::known_classes(&detector, &params.classes)?;
+    let (step, params, detector) =
+        super::open_step(&media, &enrich, &ctx, "ai.redact_faces", |p: &Params| {
+            (&p.model, &p.classes)
+        })?;
     let min_score = super::unit("min_score", params.min_score)?;
     let sigma = check_sigma(params.sigma)?;
     let format = output_format(&params.format, params.quality)?;
