@@ -234,6 +234,15 @@ pub struct ModelConfig {
     /// The inference service that runs the model instead of this worker, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceConfig>,
+    /// Threads one inference may use on the CPU; when absent, the worker gives each model
+    /// its share (the cores divided by its concurrency, or `--ai-threads`), so that its
+    /// jobs together do not oversubscribe the machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
+    /// Run on the CPU, with a logged warning, when the CUDA device cannot be used: set for
+    /// the GPU slots a worker assigns (`--gpus`); `auto` always falls back.
+    #[serde(skip)]
+    pub cpu_fallback: bool,
 }
 
 fn path_is_empty(path: &Path) -> bool {
@@ -276,7 +285,20 @@ impl ModelConfig {
             backend: Backend::Auto,
             licence: None,
             service: None,
+            threads: None,
+            cpu_fallback: false,
         }
+    }
+
+    /// This model on GPU `index`: a model left on `auto` is pinned to `cuda:{index}`,
+    /// falling back to the CPU if that device cannot be used; an explicit device stays.
+    pub fn on_gpu(&self, index: u32) -> Self {
+        let mut model = self.clone();
+        if model.device == Device::Auto {
+            model.device = Device::Cuda(index);
+            model.cpu_fallback = true;
+        }
+        model
     }
 
     /// Whether an inference service runs it (rather than this worker).

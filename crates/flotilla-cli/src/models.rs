@@ -138,6 +138,7 @@ pub(crate) fn speech_models(source: &ModelsSource) -> anyhow::Result<Vec<SpeechM
     for model in configured.models.iter().filter(local) {
         let mut speech = SpeechModel::new(&model.name, &model.path);
         speech.device = model.device;
+        speech.threads = model.threads;
         if let Some(installed) = &installed {
             speech.python = installed.python.clone();
             speech.pythonpath = Some(installed.pythonpath.clone());

@@ -28,9 +28,9 @@ pub(crate) struct WorkerArgs {
     /// Queues to serve, in strict priority order.
     #[arg(long, value_delimiter = ',', default_value = "default")]
     queues: Vec<String>,
-    /// Jobs run at once.
-    #[arg(long, default_value_t = 4)]
-    concurrency: u32,
+    /// Jobs run at once [default: 4; on an AI worker with GPUs, one per GPU].
+    #[arg(long)]
+    concurrency: Option<u32>,
     /// Run this shell command for every job (payload on stdin, FLOTILLA_JOB_* variables,
     /// stdout is the result, a non-zero exit is a failure) instead of the built-in handlers.
     #[arg(long)]
@@ -61,6 +61,16 @@ pub(crate) struct WorkerArgs {
     /// that cannot load stops the worker at start, saying what to install.
     #[arg(long)]
     ai: bool,
+    /// GPUs for the detectors: each is loaded once per GPU and an AI job takes a GPU of
+    /// its own (one job per GPU). Default: the NVIDIA GPUs found (/dev/nvidiaN), 0 on a
+    /// machine without; 0 runs on the CPU. A GPU that cannot be used falls back to the CPU
+    /// with a warning.
+    #[arg(long)]
+    gpus: Option<u32>,
+    /// Threads one inference may use on the CPU (detectors and Whisper) [default: every
+    /// core]; give each of several AI workers on one machine its share.
+    #[arg(long)]
+    ai_threads: Option<usize>,
     /// The speech models to start a helper for (each holds its model in memory).
     #[arg(long, value_delimiter = ',', default_value = "tiny.en")]
     speech_models: Vec<String>,
@@ -75,7 +85,7 @@ pub(crate) async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let client = flotilla_client::Client::new(args.remote.url(), args.remote.token())?;
     let mut builder = Worker::builder(client)
         .queues(args.queues.clone())
-        .concurrency(args.concurrency)
+        .concurrency(concurrency(&args))
         .shutdown_grace(args.shutdown_grace)
         .version(env!("CARGO_PKG_VERSION"));
     if let Some(id) = args.id.clone() {
@@ -99,18 +109,37 @@ pub(crate) async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether the worker runs the AI steps: asked for, or serving `q-ai-enrich`.
+fn runs_ai(args: &WorkerArgs) -> bool {
+    args.exec.is_none()
+        && (args.ai
+            || args
+                .queues
+                .iter()
+                .any(|q| q == flotilla_server::pipelines::Q_AI_ENRICH))
+}
+
+/// The GPUs the detectors run on: `--gpus`, else the ones found.
+fn gpus(args: &WorkerArgs) -> u32 {
+    args.gpus.unwrap_or_else(flotilla_media::detect_gpus)
+}
+
+/// `--concurrency`, else one job per GPU on an AI worker with GPUs, else 4.
+fn concurrency(args: &WorkerArgs) -> u32 {
+    match args.concurrency {
+        Some(n) => n,
+        None if runs_ai(args) && gpus(args) > 0 => gpus(args),
+        None => 4,
+    }
+}
+
 /// Adds the media handlers over the object store `--objects`, delivering to `--targets`,
 /// with the AI ones when asked for.
 async fn media(builder: WorkerBuilder, args: &WorkerArgs) -> anyhow::Result<WorkerBuilder> {
     let objects = flotilla_objects::Objects::open(&args.objects)
         .with_context(|| format!("opening the object store {}", args.objects))?;
     let mut media = flotilla_media::Media::new(objects);
-    if args.ai
-        || args
-            .queues
-            .iter()
-            .any(|q| q == flotilla_server::pipelines::Q_AI_ENRICH)
-    {
+    if runs_ai(args) {
         load_ai(&mut media, args).await?;
     }
     if let Some(path) = args.targets.as_deref() {
@@ -137,17 +166,26 @@ async fn media(builder: WorkerBuilder, args: &WorkerArgs) -> anyhow::Result<Work
 
 /// Loads the detectors and starts the speech helpers; an error says what to install.
 async fn load_ai(media: &mut flotilla_media::Media, args: &WorkerArgs) -> anyhow::Result<()> {
-    let config = crate::models::resolve(&args.models)?;
+    let mut config = crate::models::resolve(&args.models)?;
+    for model in &mut config.models {
+        model.threads = model.threads.or(args.ai_threads);
+    }
     let hint = "run `flotilla models install` (or add [[ai.models]] to flotilla.toml)";
-    let enrich = tokio::task::spawn_blocking(move || flotilla_media::Enrichment::load(&config))
+    let gpus = gpus(args);
+    let load = move || flotilla_media::Enrichment::load_on_gpus(&config, gpus);
+    let enrich = tokio::task::spawn_blocking(load)
         .await?
         .with_context(|| format!("loading the AI models; {hint}"))?;
-    tracing::info!(models = ?enrich.names(), "detectors loaded");
+    tracing::info!(models = ?enrich.names(), gpus, "detectors loaded");
     media.enrich = Some(Arc::new(enrich));
     let served = crate::models::served_speech(&args.models)?;
     let wanted: Vec<_> = crate::models::speech_models(&args.models)?
         .into_iter()
         .filter(|m| args.speech_models.contains(&m.name))
+        .map(|m| flotilla_speech::SpeechModel {
+            threads: m.threads.or(args.ai_threads),
+            ..m
+        })
         .collect();
     let missing: Vec<&String> = args
         .speech_models
@@ -193,4 +231,35 @@ fn exit_with_parent(parent: u32) -> anyhow::Result<()> {
     let alive = getppid().is_some_and(|p| p.as_raw_nonzero().get() as u32 == parent);
     anyhow::ensure!(alive, "the supervisor (pid {parent}) is gone; not starting");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Args {
+        #[command(flatten)]
+        worker: WorkerArgs,
+    }
+
+    fn parse(args: &[&str]) -> WorkerArgs {
+        let argv = std::iter::once("worker").chain(args.iter().copied());
+        Args::try_parse_from(argv).unwrap().worker
+    }
+
+    #[test]
+    fn an_ai_worker_with_gpus_takes_one_job_per_gpu_unless_told_otherwise() {
+        let ai = |extra: &[&str]| {
+            let mut args = vec!["--queues", "q-ai-enrich"];
+            args.extend_from_slice(extra);
+            concurrency(&parse(&args))
+        };
+        assert_eq!(ai(&["--gpus", "2"]), 2);
+        assert_eq!(ai(&["--gpus", "2", "--concurrency", "6"]), 6);
+        assert_eq!(ai(&["--gpus", "0"]), 4, "on the CPU: the default");
+        assert_eq!(concurrency(&parse(&["--gpus", "2"])), 4, "not an AI worker");
+        assert_eq!(concurrency(&parse(&["--ai", "--gpus", "3"])), 3);
+    }
 }

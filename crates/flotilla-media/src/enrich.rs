@@ -6,7 +6,9 @@
 //! shape mismatch stops the worker at start with `flotilla-ai`'s typed error instead of
 //! failing every job. Inference is blocking and CPU- (or GPU-) bound, so it runs on a
 //! blocking section; a detector runs one inference at a time (ONNX Runtime already uses
-//! every core), so more than one AI job per CPU worker only queues inside the worker.
+//! the cores it is given: `--ai-threads`, every core by default), so more than one AI job
+//! per CPU worker only queues inside the worker. With GPUs ([`Enrichment::load_on_gpus`])
+//! the detectors are loaded once per GPU and each job takes a GPU of its own (`gpus`).
 //!
 //! A model with a `kserve-v2` service runs on an inference server instead
 //! ([`DetectorModel::Remote`]): it is checked for readiness at start (a server without it
@@ -29,6 +31,7 @@
 //! - this file: [`Enrichment`], the parameters and sampling the steps share, detection
 //!   over an image or a video's keyframes.
 //! - `model`: [`DetectorModel`], local or remote, and error mapping.
+//! - `gpus`: [`GpuSlots`], one job per GPU, and finding the machine's GPUs.
 //! - `detect`: `ai.detect`, detections and per-label summaries, `detections.json`.
 //! - `moderate`: `ai.moderate`, flagging and the admin's release object.
 //! - `redact`: `ai.redact_faces`, a copy of an image with the faces blurred.
@@ -37,6 +40,7 @@
 //! models of kind `speech`.
 
 mod detect;
+mod gpus;
 mod model;
 mod moderate;
 mod redact;
@@ -57,6 +61,7 @@ use crate::Media;
 use crate::step::{Step, job_error};
 use model::ai_error;
 
+pub use gpus::{GpuSlot, GpuSlots, detect_gpus};
 pub use model::DetectorModel;
 pub use moderate::{DEFAULT_MODERATED_CLASSES, RELEASE_OBJECT};
 
@@ -66,7 +71,12 @@ pub const MAX_FRAMES_LIMIT: usize = 1000;
 /// The detectors a worker loaded (or connected to) at start, by model name.
 #[derive(Debug)]
 pub struct Enrichment {
+    /// The detectors, on the CPU or GPU 0.
     detectors: BTreeMap<String, DetectorModel>,
+    /// With GPUs: the detectors loaded on GPU 1, 2, ... (GPU 0's are `detectors`).
+    on_other_gpus: Vec<BTreeMap<String, DetectorModel>>,
+    /// With GPUs: which are free.
+    gpus: Option<Arc<GpuSlots>>,
 }
 
 impl Enrichment {
@@ -77,6 +87,69 @@ impl Enrichment {
     /// whose service does not have it ready, with that model's error. Blocking: call it
     /// from blocking code (`spawn_blocking`), as the worker does.
     pub fn load(config: &ModelsConfig) -> Result<Self, AiError> {
+        Ok(Self {
+            detectors: load_detectors(config)?,
+            on_other_gpus: Vec::new(),
+            gpus: None,
+        })
+    }
+
+    /// Like [`Enrichment::load`], once per GPU `0..gpus`: each copy of a model left on
+    /// `auto` is pinned to its GPU (and runs on the CPU, with a logged warning, when that
+    /// GPU cannot be used), and each job takes a GPU of its own ([`GpuSlots`]). `gpus` 0
+    /// is [`Enrichment::load`].
+    pub fn load_on_gpus(config: &ModelsConfig, gpus: u32) -> Result<Self, AiError> {
+        if gpus == 0 {
+            return Self::load(config);
+        }
+        let on_gpu = |index: u32| ModelsConfig {
+            runtime: config.runtime.clone(),
+            models: config.models.iter().map(|m| m.on_gpu(index)).collect(),
+        };
+        let on_other_gpus = (1..gpus)
+            .map(|index| load_detectors(&on_gpu(index)))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            detectors: load_detectors(&on_gpu(0))?,
+            on_other_gpus,
+            gpus: Some(GpuSlots::new(gpus)),
+        })
+    }
+
+    /// The GPU slots, when loaded on GPUs.
+    pub fn gpus(&self) -> Option<&Arc<GpuSlots>> {
+        self.gpus.as_ref()
+    }
+
+    /// The detector loaded (or connected to) under `name`.
+    pub fn detector(&self, name: &str) -> Option<&DetectorModel> {
+        self.detectors.get(name)
+    }
+
+    /// The names of the loaded models, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        self.detectors.keys().map(String::as_str).collect()
+    }
+
+    /// The detector a step names, on the GPU `gpu` holds (or the only copy); a model not
+    /// loaded here fails the job for good.
+    fn model(&self, name: &str, gpu: Option<&GpuSlot>) -> Result<DetectorModel, JobError> {
+        let set = match gpu.map(GpuSlot::index) {
+            Some(index @ 1..) => &self.on_other_gpus[index as usize - 1],
+            _ => &self.detectors,
+        };
+        set.get(name).cloned().ok_or_else(|| {
+            JobError::fatal(format!(
+                "model `{name}` is not loaded on this worker; loaded models: {}",
+                self.names().join(", ")
+            ))
+        })
+    }
+}
+
+/// Loads every detector model of `config` (see [`Enrichment::load`]).
+fn load_detectors(config: &ModelsConfig) -> Result<BTreeMap<String, DetectorModel>, AiError> {
+    {
         config.validate()?;
         let wanted: Vec<&ModelConfig> = config
             .models
@@ -101,27 +174,7 @@ impl Enrichment {
             };
             detectors.insert(model.name.clone(), detector);
         }
-        Ok(Self { detectors })
-    }
-
-    /// The detector loaded (or connected to) under `name`.
-    pub fn detector(&self, name: &str) -> Option<&DetectorModel> {
-        self.detectors.get(name)
-    }
-
-    /// The names of the loaded models, sorted.
-    pub fn names(&self) -> Vec<&str> {
-        self.detectors.keys().map(String::as_str).collect()
-    }
-
-    /// The detector a step names; a model not loaded here fails the job for good.
-    fn model(&self, name: &str) -> Result<DetectorModel, JobError> {
-        self.detectors.get(name).cloned().ok_or_else(|| {
-            JobError::fatal(format!(
-                "model `{name}` is not loaded on this worker; loaded models: {}",
-                self.names().join(", ")
-            ))
-        })
+        Ok(detectors)
     }
 }
 
@@ -225,23 +278,54 @@ fn sniff(path: &Path) -> Result<&'static str, JobError> {
     })
 }
 
+/// An `ai.*` job opened by [`open_step`].
+struct Opened<P> {
+    step: Step,
+    params: P,
+    detector: DetectorModel,
+    /// The GPU the job holds until it ends, on a worker with GPUs.
+    gpu: Option<GpuSlot>,
+}
+
 /// Opens an `ai.*` job of `kind`, the start every handler shares: its step, its
-/// parameters, and the loaded detector they name, which must know the classes they name
-/// (`names` picks the model's name and those classes out of the parameters). Each failure
-/// is fatal: the same job would fail the same way.
-fn open_step<P: DeserializeOwned>(
+/// parameters, a GPU of its own when the worker has GPUs (waiting for one to be free), and
+/// the loaded detector they name, which must know the classes they name (`names` picks
+/// the model's name and those classes out of the parameters). Each failure is fatal: the
+/// same job would fail the same way.
+async fn open_step<P: DeserializeOwned>(
     media: &Media,
     enrich: &Enrichment,
     ctx: &JobContext,
     kind: &str,
     names: fn(&P) -> (&str, &[String]),
-) -> Result<(Step, P, DetectorModel), JobError> {
+) -> Result<Opened<P>, JobError> {
     let step = Step::open(media, ctx)?;
     let params: P = params(&step, kind)?;
+    let gpu = match enrich.gpus() {
+        Some(slots) => Some(slots.acquire().await),
+        None => None,
+    };
     let (model, classes) = names(&params);
-    let detector = enrich.model(model)?;
+    let detector = enrich.model(model, gpu.as_ref())?;
     known_classes(&detector, classes)?;
-    Ok((step, params, detector))
+    Ok(Opened {
+        step,
+        params,
+        detector,
+        gpu,
+    })
+}
+
+/// Where a job's detector ran: `{"device": "cpu"}` or `{"device": "cuda:1", "gpu": 1}`.
+fn placement(detector: &DetectorModel, gpu: Option<&GpuSlot>) -> Value {
+    let device = match detector {
+        DetectorModel::Local(d) => d.device().to_string(),
+        DetectorModel::Remote(d) => format!("service {}", d.config().name),
+    };
+    match gpu {
+        Some(slot) => json!({ "device": device, "gpu": slot.index() }),
+        None => json!({ "device": device }),
+    }
 }
 
 /// Reads a step's parameters into `T` (unknown keys refused).

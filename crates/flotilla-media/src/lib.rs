@@ -43,7 +43,8 @@ use flotilla_video::Ffmpeg;
 use flotilla_worker::WorkerBuilder;
 
 pub use enrich::{
-    DEFAULT_MODERATED_CLASSES, DetectorModel, Enrichment, MAX_FRAMES_LIMIT, RELEASE_OBJECT,
+    DEFAULT_MODERATED_CLASSES, DetectorModel, Enrichment, GpuSlot, GpuSlots, MAX_FRAMES_LIMIT,
+    RELEASE_OBJECT, detect_gpus,
 };
 pub use ingest::IngestLimits;
 pub use transcribe::Speech;

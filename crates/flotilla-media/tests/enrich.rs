@@ -92,6 +92,55 @@ impl Rig {
     }
 }
 
+/// Issue 8, item 7, on a machine without a GPU: a worker given two GPUs loads the models
+/// twice, each copy falls back to the CPU (CUDA cannot be used with this runtime), and a
+/// job takes a GPU of its own: with GPU `held` taken, the job runs on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_8_two_gpu_slots_fall_back_to_the_cpu_and_each_job_takes_a_free_one() {
+    let mut config = models_config();
+    for model in &mut config.models {
+        model.device = flotilla_ai::Device::Auto;
+    }
+    let load = move || Enrichment::load_on_gpus(&config, 2);
+    let enrich = tokio::task::spawn_blocking(load).await.unwrap();
+    let enrich = Arc::new(enrich.expect("CUDA unusable here: both copies on the CPU"));
+    let slots = enrich.gpus().expect("two GPU slots").clone();
+    assert_eq!(slots.free(), 2);
+    let objects = enrich.detector("objects").unwrap().clone();
+    let flotilla_media::DetectorModel::Local(local) = objects else {
+        panic!("a local detector")
+    };
+    assert_eq!(local.device().to_string(), "cpu");
+
+    let in_worker = enrich.clone();
+    let rig = Rig::launch(&["q-ai-enrich"], 2, |media| media.enrich = Some(in_worker)).await;
+    // Hold one GPU, then the other: each time the job runs on the one left free.
+    let held = slots.acquire().await;
+    let x = u64::from(held.index());
+    assert_eq!(detect_on_a_free_gpu(&rig, &slots).await, 1 - x);
+    let other = slots.acquire().await;
+    assert_eq!(u64::from(other.index()), 1 - x);
+    drop(held);
+    assert_eq!(detect_on_a_free_gpu(&rig, &slots).await, x);
+    drop(other);
+    assert_eq!(slots.free(), 2);
+    rig.stop().await;
+}
+
+/// Runs `ai.detect` on the cat photo; returns the GPU it ran on, checking it found the cat
+/// on the CPU and gave the GPU back.
+async fn detect_on_a_free_gpu(rig: &Rig, slots: &flotilla_media::GpuSlots) -> u64 {
+    let free_before = slots.free();
+    let run = rig
+        .run_step(&sample("chelsea.png"), "ai.detect", json!({}))
+        .await;
+    let result = &step(&run, "step")["result"];
+    assert!(label(result, "cat").is_some(), "{run}");
+    assert_eq!(result["ran_on"]["device"], "cpu", "{run}");
+    assert_eq!(slots.free(), free_before, "the job gave its GPU back");
+    result["ran_on"]["gpu"].as_u64().expect("a GPU slot")
+}
+
 fn label<'a>(result: &'a Value, name: &str) -> Option<&'a Value> {
     result["labels"]
         .as_array()

@@ -55,6 +55,7 @@ def parse_args():
     parser.add_argument("--device", default="auto")
     parser.add_argument("--compute-type", default="default")
     parser.add_argument("--language", default=None)
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: every core)")
     return parser.parse_args()
 
 
@@ -76,7 +77,8 @@ def load_model(args):
     device, index = split_device(args.device)
     try:
         model = WhisperModel(args.model, device=device, device_index=index,
-                             compute_type=args.compute_type, local_files_only=True)
+                             compute_type=args.compute_type, cpu_threads=args.threads,
+                             local_files_only=True)
     except (ValueError, RuntimeError, OSError) as e:
         text = str(e)
         kind = "device" if ("CUDA" in text or "cuda" in text or "device" in text) else "model_corrupt"

@@ -39,6 +39,9 @@ pub struct SpeechModel {
     pub device: Device,
     /// CTranslate2's compute type (`default`, `int8`, `float16`, ...).
     pub compute_type: String,
+    /// CPU threads for one transcription (CTranslate2's `cpu_threads`); `None` lets it
+    /// use every core.
+    pub threads: Option<usize>,
     /// The Python interpreter.
     pub python: PathBuf,
     /// Prepended to `PYTHONPATH` (the install's `speech-site`).
@@ -58,6 +61,7 @@ impl SpeechModel {
             language: None,
             device: Device::Auto,
             compute_type: DEFAULT_COMPUTE_TYPE.to_owned(),
+            threads: None,
             python: PathBuf::from("python3"),
             pythonpath: None,
             start_timeout: DEFAULT_START_TIMEOUT,

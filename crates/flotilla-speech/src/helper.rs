@@ -303,6 +303,9 @@ fn command(config: &SpeechModel, script: &Path) -> Result<Command, SpeechError> 
     if let Some(lang) = &config.language {
         cmd.args(["--language", lang]);
     }
+    if let Some(threads) = config.threads {
+        cmd.args(["--threads", &threads.max(1).to_string()]);
+    }
     if let Some(dir) = &config.pythonpath {
         let mut paths = vec![dir.clone()];
         paths.extend(

@@ -225,9 +225,12 @@ fn open_session(runtime: &Runtime, config: &ModelConfig) -> Result<(Session, Dev
         },
     };
     match commit(runtime, config, &providers) {
-        Err(AiError::Device { reason, .. }) if config.device == Device::Auto => {
+        Err(AiError::Device { reason, .. })
+            if config.device == Device::Auto || config.cpu_fallback =>
+        {
             let model = config.name.as_str();
-            tracing::warn!(model, %reason, "device auto: CUDA failed; using the CPU");
+            let device = config.device.to_string();
+            tracing::warn!(model, device, %reason, "CUDA cannot be used; using the CPU");
             Ok((commit(runtime, config, &[])?, Device::Cpu))
         }
         other => other.map(|session| (session, device)),
@@ -243,15 +246,19 @@ fn cuda(device_id: u32) -> Result<ExecutionProviderDispatch, AiError> {
         .error_on_failure())
 }
 
-/// CPU options: full graph optimisation, one intra-op thread per core, sequential
-/// operators, memory patterns on.
-fn tuned(builder: SessionBuilder) -> Result<SessionBuilder, String> {
+/// CPU options: full graph optimisation, the model's `threads` intra-op threads (one per
+/// core when unset), no spinning while idle (so that several workers or jobs on one
+/// machine share its cores instead of burning them), sequential operators, memory
+/// patterns on.
+fn tuned(builder: SessionBuilder, threads: Option<usize>) -> Result<SessionBuilder, String> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let text = |e: ort::Error<SessionBuilder>| e.to_string();
     builder
         .with_optimization_level(GraphOptimizationLevel::All)
         .map_err(text)?
-        .with_intra_threads(cores)
+        .with_intra_threads(threads.unwrap_or(cores).max(1))
+        .map_err(text)?
+        .with_intra_op_spinning(false)
         .map_err(text)?
         .with_inter_threads(1)
         .map_err(text)?
@@ -274,7 +281,7 @@ fn commit(
         ),
     };
     let builder = Session::builder(runtime.environment()).map_err(|e| device_error(&e))?;
-    let mut builder = tuned(builder)
+    let mut builder = tuned(builder, config.threads)
         .map_err(|e| device_error(&e))?
         .with_execution_providers(providers)
         .map_err(|e| device_error(&e))?;

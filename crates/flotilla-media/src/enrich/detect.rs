@@ -43,10 +43,16 @@ pub(super) async fn run(
     enrich: Arc<Enrichment>,
     ctx: JobContext,
 ) -> Result<Value, JobError> {
-    let (step, params, detector) =
-        super::open_step(&media, &enrich, &ctx, "ai.detect", |p: &Params| {
-            (&p.model, &[])
-        })?;
+    let super::Opened {
+        step,
+        params,
+        detector,
+        gpu,
+    } = super::open_step(&media, &enrich, &ctx, "ai.detect", |p: &Params| {
+        (&p.model, &[])
+    })
+    .await?;
+    let ran_on = super::placement(&detector, gpu.as_ref());
     let min_score = params
         .min_score
         .map_or(Ok(detector.config().score_threshold), |s| {
@@ -59,6 +65,7 @@ pub(super) async fn run(
     }
     ctx.progress(json!({ "frames": found.frames.len() }));
     let mut result = summary(&params.model, min_score, &found);
+    result["ran_on"] = ran_on;
     let file = super::write_json(&step, "detections.json", &result)?;
     let output = step
         .upload_output(&media, "detections.json", &file, json!({ "type": "json" }))

@@ -64,10 +64,16 @@ pub(super) async fn run(
     enrich: Arc<Enrichment>,
     ctx: JobContext,
 ) -> Result<Value, JobError> {
-    let (step, params, detector) =
-        super::open_step(&media, &enrich, &ctx, "ai.moderate", |p: &Params| {
-            (&p.model, &p.classes)
-        })?;
+    let super::Opened {
+        step,
+        params,
+        detector,
+        gpu,
+    } = super::open_step(&media, &enrich, &ctx, "ai.moderate", |p: &Params| {
+        (&p.model, &p.classes)
+    })
+    .await?;
+    let ran_on = super::placement(&detector, gpu.as_ref());
     let threshold = super::unit("threshold", params.threshold)?;
     let sampling = Sampling::new(params.every_s, params.max_frames)?;
     let found = super::detect_input(&media, &step, detector, sampling).await?;
@@ -80,6 +86,7 @@ pub(super) async fn run(
         "threshold": score(threshold),
         "max_scores": max_scores.iter().map(|(c, s)| (c.clone(), json!(score(*s)))).collect::<serde_json::Map<_, _>>(),
         "flagged": false,
+        "ran_on": ran_on,
     });
     let Some(reason) = flag_reason(&max_scores, threshold) else {
         return Ok(result);

@@ -82,10 +82,16 @@ pub(super) async fn run(
     enrich: Arc<Enrichment>,
     ctx: JobContext,
 ) -> Result<Value, JobError> {
-    let (step, params, detector) =
-        super::open_step(&media, &enrich, &ctx, "ai.redact_faces", |p: &Params| {
-            (&p.model, &p.classes)
-        })?;
+    let super::Opened {
+        step,
+        params,
+        detector,
+        gpu,
+    } = super::open_step(&media, &enrich, &ctx, "ai.redact_faces", |p: &Params| {
+        (&p.model, &p.classes)
+    })
+    .await?;
+    let ran_on = super::placement(&detector, gpu.as_ref());
     let min_score = super::unit("min_score", params.min_score)?;
     let sigma = check_sigma(params.sigma)?;
     let format = output_format(&params.format, params.quality)?;
@@ -123,6 +129,7 @@ pub(super) async fn run(
         "sigma": sigma,
         "faces": done.faces.iter().map(|(d, r)| face(d, r)).collect::<Vec<_>>(),
         "outputs": [output],
+        "ran_on": ran_on,
     }))
 }
 
