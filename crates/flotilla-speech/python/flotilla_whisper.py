@@ -5,6 +5,13 @@ directory), one process per model:
 
     python3 flotilla_whisper.py --model DIR [--device auto|cpu|cuda:N]
                                 [--compute-type default] [--language en]
+                                [--threads N] [--chunk-s 600]
+
+A 16 kHz mono 16-bit WAV (what the Rust side extracts) is read and transcribed --chunk-s
+seconds at a time, so memory stays bounded for hours of audio (ten minutes are 38 MB of
+float32 samples); timestamps are shifted by each chunk's start, and the language found in
+the first chunk with speech is kept for the rest. Any other file is handed to
+faster-whisper whole.
 
 Protocol, one JSON object per line. stdout carries the protocol only: at start the real
 stdout is moved to a private descriptor and descriptor 1 is pointed at stderr, so nothing a
@@ -56,6 +63,7 @@ def parse_args():
     parser.add_argument("--compute-type", default="default")
     parser.add_argument("--language", default=None)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: every core)")
+    parser.add_argument("--chunk-s", type=int, default=600, help="seconds of audio per pass")
     return parser.parse_args()
 
 
@@ -86,24 +94,78 @@ def load_model(args):
     return model, None
 
 
-def transcript_of(segments, info, word_timestamps):
+def segments_of(segments, word_timestamps, offset=0.0):
+    """The segments as JSON, their times shifted by `offset` seconds."""
     out = []
     for s in segments:
         words = []
         if word_timestamps and s.words:
-            words = [{"start": round(w.start, 3), "end": round(w.end, 3), "word": w.word,
-                      "probability": round(w.probability, 4)} for w in s.words]
-        out.append({"start": round(s.start, 3), "end": round(s.end, 3),
+            words = [{"start": round(offset + w.start, 3), "end": round(offset + w.end, 3),
+                      "word": w.word, "probability": round(w.probability, 4)} for w in s.words]
+        out.append({"start": round(offset + s.start, 3), "end": round(offset + s.end, 3),
                     "text": s.text.strip(), "words": words})
-    empty = not any(s["text"] for s in out)
+    return out
+
+
+def transcript_of(segments, language, probability, duration):
+    empty = not any(s["text"] for s in segments)
     return {
-        "language": info.language,
-        "language_probability": round(float(info.language_probability), 4),
-        "duration_s": round(float(info.duration), 3),
-        "segments": out,
+        "language": language,
+        "language_probability": None if probability is None else round(float(probability), 4),
+        "duration_s": round(float(duration), 3),
+        "segments": segments,
         "empty": empty,
         "note": NO_SPEECH_NOTE if empty else None,
     }
+
+
+def wav_chunks(path, chunk_s):
+    """Yields (start_s, float32 samples) of a 16 kHz mono 16-bit WAV, chunk_s seconds at a
+    time; None when the file is not such a WAV."""
+    import wave
+    import numpy as np
+    try:
+        w = wave.open(path, "rb")
+    except (wave.Error, EOFError):
+        return None
+    if (w.getnchannels(), w.getsampwidth(), w.getframerate()) != (1, 2, 16000):
+        w.close()
+        return None
+
+    def chunks():
+        with w:
+            start = 0
+            while True:
+                frames = w.readframes(chunk_s * 16000)
+                if not frames:
+                    return
+                samples = np.frombuffer(frames, dtype=np.int16).astype(np.float32) / 32768.0
+                yield start / 16000.0, samples
+                start += len(samples)
+    return chunks()
+
+
+def transcribe(model, args, wav, words):
+    """The transcript of `wav`, a chunk at a time when it is a 16 kHz mono WAV."""
+    options = dict(word_timestamps=words, vad_filter=True, beam_size=5)
+    chunks = wav_chunks(wav, max(1, args.chunk_s))
+    if chunks is None:
+        segments, info = model.transcribe(wav, language=args.language, **options)
+        return transcript_of(segments_of(segments, words), info.language,
+                             info.language_probability, info.duration)
+    # The language heard first is kept; until speech is heard, the detector's guess.
+    language, guess, probability, duration, out = args.language, None, None, 0.0, []
+    for start, samples in chunks:
+        segments, info = model.transcribe(samples, language=language, **options)
+        found = segments_of(segments, words, offset=start)
+        if language is None and any(s["text"] for s in found):
+            language, probability = info.language, info.language_probability
+        if guess is None:
+            guess = info.language
+            probability = info.language_probability if probability is None else probability
+        out.extend(found)
+        duration = start + len(samples) / 16000.0
+    return transcript_of(out, language or guess, probability, duration)
 
 
 def handle(model, args, request):
@@ -114,9 +176,7 @@ def handle(model, args, request):
         return {"ok": False, "kind": "bad_audio", "message": "%s does not exist" % wav}
     words = bool(request.get("word_timestamps", True))
     try:
-        segments, info = model.transcribe(wav, language=args.language, word_timestamps=words,
-                                          vad_filter=True, beam_size=5)
-        return {"ok": True, "transcript": transcript_of(list(segments), info, words)}
+        return {"ok": True, "transcript": transcribe(model, args, wav, words)}
     except Exception as e:  # PyAV raises its own errors for undecodable input
         kind = "bad_audio" if type(e).__module__.startswith("av") else "inference"
         return {"ok": False, "kind": kind, "message": "%s: %s" % (type(e).__name__, e)}

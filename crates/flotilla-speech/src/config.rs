@@ -26,6 +26,9 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// CTranslate2's compute type: the model's own, or the nearest the device supports.
 pub const DEFAULT_COMPUTE_TYPE: &str = "default";
 
+/// Seconds of audio transcribed at a time: ten minutes.
+pub const DEFAULT_CHUNK_S: u32 = 600;
+
 /// Everything needed to run one model in a helper process.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpeechModel {
@@ -42,6 +45,9 @@ pub struct SpeechModel {
     /// CPU threads for one transcription (CTranslate2's `cpu_threads`); `None` lets it
     /// use every core.
     pub threads: Option<usize>,
+    /// Seconds of audio the helper reads and transcribes at a time, so that memory stays
+    /// bounded however long the audio ([`DEFAULT_CHUNK_S`]: 38 MB of samples).
+    pub chunk_s: u32,
     /// The Python interpreter.
     pub python: PathBuf,
     /// Prepended to `PYTHONPATH` (the install's `speech-site`).
@@ -62,6 +68,7 @@ impl SpeechModel {
             device: Device::Auto,
             compute_type: DEFAULT_COMPUTE_TYPE.to_owned(),
             threads: None,
+            chunk_s: DEFAULT_CHUNK_S,
             python: PathBuf::from("python3"),
             pythonpath: None,
             start_timeout: DEFAULT_START_TIMEOUT,

@@ -303,6 +303,7 @@ fn command(config: &SpeechModel, script: &Path) -> Result<Command, SpeechError> 
     if let Some(lang) = &config.language {
         cmd.args(["--language", lang]);
     }
+    cmd.args(["--chunk-s", &config.chunk_s.max(1).to_string()]);
     if let Some(threads) = config.threads {
         cmd.args(["--threads", &threads.max(1).to_string()]);
     }

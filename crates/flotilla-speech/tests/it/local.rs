@@ -163,6 +163,62 @@ async fn a_helper_that_keeps_dying_is_reported_after_the_third_death() {
     transcriber.shutdown().await;
 }
 
+/// Long audio is read and transcribed a chunk at a time (memory stays bounded): the
+/// sentence said twice, the second time after a chunk boundary, is found twice with the
+/// second's timings shifted past the boundary and inside the audio.
+#[tokio::test]
+async fn long_audio_is_transcribed_a_chunk_at_a_time_with_shifted_timings() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = speech_wav(dir.path()).await;
+    let said_s = flotilla_speech::audio::wav_duration(&wav).unwrap();
+    // The first saying padded with silence to a whole chunk, then the second.
+    let chunk_s = said_s.ceil() as u32 + 1;
+    let twice = arg(dir.path(), "twice.wav");
+    ffmpeg(&[
+        "-i",
+        &wav.to_string_lossy(),
+        "-i",
+        &wav.to_string_lossy(),
+        "-filter_complex",
+        &format!("[0:a]apad=whole_dur={chunk_s}[a];[a][1:a]concat=n=2:v=0:a=1"),
+        "-ar",
+        "16000",
+        "-ac",
+        "1",
+        "-c:a",
+        "pcm_s16le",
+        &twice,
+    ]);
+    let total_s = flotilla_speech::audio::wav_duration(std::path::Path::new(&twice)).unwrap();
+    let mut config = model("tiny.en");
+    config.chunk_s = chunk_s;
+    let transcriber = Transcriber::start(&config).await.unwrap();
+    let t = transcriber
+        .transcribe(std::path::Path::new(&twice), true)
+        .await
+        .unwrap();
+    transcriber.shutdown().await;
+    assert!(
+        (t.duration_s - total_s).abs() < 0.05,
+        "{} vs {total_s}",
+        t.duration_s
+    );
+    let hello: Vec<&flotilla_speech::transcript::Segment> = t
+        .segments
+        .iter()
+        .filter(|s| s.text.to_lowercase().contains("hello"))
+        .collect();
+    assert_eq!(hello.len(), 2, "{t:?}");
+    assert!(hello[0].end <= f64::from(chunk_s), "{:?}", hello[0]);
+    assert!(
+        hello[1].start >= f64::from(chunk_s) - 0.05,
+        "{:?}",
+        hello[1]
+    );
+    assert!(hello[1].end <= total_s + 0.05, "{:?}", hello[1]);
+    assert_words_ordered(&t);
+}
+
 #[tokio::test]
 async fn concurrent_calls_share_one_helper_in_turn() {
     let dir = tempfile::tempdir().unwrap();
