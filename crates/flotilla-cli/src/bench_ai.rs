@@ -3,11 +3,14 @@
 //! Per default detector (`objects`, YOLO11n at 640; `faces`, NudeNet 320n at 320): the load
 //! time and the per-image latency p50/p95 on the installed real photos (astronaut, chelsea,
 //! coffee), split by the detector's stage clock into pre-processing (letterbox), inference
-//! (the ONNX Runtime run) and post-processing (decode + NMS), after warm-up runs. Per
-//! Whisper model (`tiny.en`, `base`): the helper's start time and the real-time factor
-//! (audio seconds / processing seconds) on a ~10 s clip spoken by espeak-ng, after one
-//! warm-up. Each figure is printed next to its target. Models are installed first when
-//! missing. Prints figures; asserts nothing.
+//! (the ONNX Runtime run) and post-processing (decode + NMS), after warm-up runs, and the
+//! images/s one worker gets from it. Keyframes: a 60 s 720p video (made with FFmpeg from
+//! a real photo) sampled as `ai.detect` samples it (one frame every 2 s) and detected by
+//! `objects` in its batches: extraction and detection times, frames/s, and how long a
+//! minute of video takes. Per Whisper model (`tiny.en`, `base`): the helper's start and
+//! model load times and the real-time factor (audio seconds / processing seconds) on a
+//! ~60 s clip spoken by espeak-ng, after one warm-up. Each figure with a target is printed
+//! next to it. Models are installed first when missing. Prints figures; asserts nothing.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -21,9 +24,14 @@ use flotilla_speech::{InstalledSpeech, SpeechModel, Transcriber};
 const WARM_UP: usize = 3;
 /// Timed transcriptions per Whisper model (after one warm-up).
 const SPEECH_RUNS: usize = 3;
-/// The spoken clip: about 10 s at espeak-ng's 140 words per minute.
-const CLIP_TEXT: &str = "The morning train to the harbour was late again, so the captain \
+/// One sentence of the spoken clip: about 10 s at espeak-ng's 140 words per minute.
+const CLIP_SENTENCE: &str = "The morning train to the harbour was late again, so the captain \
     walked along the river and bought fresh bread and coffee.";
+/// Sentences in the clip: about 60 s.
+const CLIP_SENTENCES: usize = 6;
+/// Length of the keyframe video, and its sampling (as `ai.detect` with `every_s`).
+const KEYFRAME_VIDEO_S: u32 = 60;
+const KEYFRAME_EVERY_S: u64 = 2;
 
 /// Targets from issue 8's acceptance: (model, bound, whether the bound is a maximum).
 const TARGETS: [(&str, f64, bool); 4] = [
@@ -96,7 +104,63 @@ fn detection(installed: &InstalledModels, iterations: usize) -> anyhow::Result<(
         let samples = time_detector(&detector, &photos, iterations)?;
         report_detector(&detector, load, &samples);
         found(&detector, &photos)?;
+        if config.name == flotilla_ai::config::OBJECTS_MODEL {
+            keyframes(&detector, &installed.sample("chelsea.png"))?;
+        }
     }
+    Ok(())
+}
+
+/// Keyframe detection over a 60 s video, extracted and batched as `ai.detect` does it.
+fn keyframes(detector: &Detector, photo: &Path) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let video = dir.path().join("minute.mp4");
+    let status = std::process::Command::new("ffmpeg")
+        .args([
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-y",
+            "-loop",
+            "1",
+            "-framerate",
+            "25",
+        ])
+        .arg("-i")
+        .arg(photo)
+        .args(["-t", &KEYFRAME_VIDEO_S.to_string()])
+        .args(["-vf", "scale=1280:720,format=yuv420p", "-c:v", "libx264"])
+        .args(["-preset", "ultrafast", "-g", "50"])
+        .arg(&video)
+        .status()
+        .context("running ffmpeg to make the keyframe video")?;
+    anyhow::ensure!(status.success(), "ffmpeg could not make the keyframe video");
+    let every = Duration::from_secs(KEYFRAME_EVERY_S);
+    let started = Instant::now();
+    let frames = flotilla_ai::keyframes(&video, Some(every), 1000)?;
+    let extraction = started.elapsed();
+    let started = Instant::now();
+    for batch in frames.frames.chunks(detector.batch_size().max(1)) {
+        let open = |(_, file): &(Duration, PathBuf)| flotilla_ai::check::open_image(file);
+        let images: Vec<DynamicImage> = batch.iter().map(open).collect::<Result<_, _>>()?;
+        detector.detect_batch(&images)?;
+    }
+    let detection = started.elapsed();
+    let n = frames.frames.len();
+    let total = extraction + detection;
+    println!(
+        "    keyframes: {KEYFRAME_VIDEO_S} s 1280x720 video, one frame every {KEYFRAME_EVERY_S} s: \
+         {n} frames, batches of {}",
+        detector.batch_size()
+    );
+    println!(
+        "      extraction {:.0} ms, decode + detection {:.0} ms ({:.1} frames/s); \
+         a minute of video in {:.2} s",
+        ms(extraction),
+        ms(detection),
+        n as f64 / detection.as_secs_f64().max(f64::EPSILON),
+        total.as_secs_f64() * 60.0 / f64::from(KEYFRAME_VIDEO_S)
+    );
     Ok(())
 }
 
@@ -211,7 +275,8 @@ fn ms(d: Duration) -> f64 {
 async fn transcription(installed: &InstalledSpeech) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let clip = dir.path().join("clip.wav");
-    flotilla_speech::samples::espeak(CLIP_TEXT, &clip)
+    let text = [CLIP_SENTENCE; CLIP_SENTENCES].join(" ");
+    flotilla_speech::samples::espeak(&text, &clip)
         .await
         .context("speaking the clip with espeak-ng")?;
     let audio_s = flotilla_speech::audio::wav_duration(&clip)?;
@@ -250,7 +315,8 @@ async fn transcribe_model(config: &SpeechModel, clip: &Path, audio_s: f64) -> an
         ms(median),
         factor(median)
     );
-    println!("    text: {text}");
+    let shown: String = text.chars().take(100).collect();
+    println!("    text: {shown}...");
     verdict(&config.name, factor(median), "x realtime (median)");
     Ok(())
 }
