@@ -103,17 +103,23 @@ async fn silence_gives_an_empty_transcript_with_a_note() {
     assert_eq!(flotilla_speech::to_srt(&Transcript::empty(3.0, "x")), "");
 }
 
-#[tokio::test]
-async fn a_killed_helper_fails_the_call_retryably_and_the_next_call_restarts_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let wav = speech_wav(dir.path()).await;
-    let transcriber = Transcriber::start(&model("tiny.en")).await.unwrap();
-    let pid = transcriber.pid().await.unwrap();
+/// Kills the transcriber's running helper with SIGKILL; returns its pid.
+async fn kill_helper(transcriber: &Transcriber) -> u32 {
+    let pid = transcriber.pid().await.expect("a running helper");
     let killed = Command::new("kill")
         .args(["-9", &pid.to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
+    pid
+}
+
+#[tokio::test]
+async fn a_killed_helper_fails_the_call_retryably_and_the_next_call_restarts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = speech_wav(dir.path()).await;
+    let transcriber = Transcriber::start(&model("tiny.en")).await.unwrap();
+    let pid = kill_helper(&transcriber).await;
 
     let err = transcriber.transcribe(&wav, false).await.unwrap_err();
     assert!(matches!(err, SpeechError::HelperDied { .. }), "{err}");
@@ -145,12 +151,7 @@ async fn a_helper_that_keeps_dying_is_reported_after_the_third_death() {
             // Restart it (the call after a death starts a new helper).
             transcriber.transcribe(&wav, false).await.unwrap();
         }
-        let pid = transcriber.pid().await.unwrap();
-        let killed = Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
+        kill_helper(&transcriber).await;
         let err = transcriber.transcribe(&wav, false).await.unwrap_err();
         assert!(err.is_retryable(), "{err}");
     }
