@@ -78,7 +78,9 @@ pub(crate) struct WorkerArgs {
     models: crate::models::ModelsSource,
 }
 
-pub(crate) async fn run(args: WorkerArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(mut args: WorkerArgs) -> anyhow::Result<()> {
+    // Look for GPUs once; everything after reads the answer.
+    args.gpus.get_or_insert_with(flotilla_media::detect_gpus);
     if let Some(parent) = args.parent_pid {
         exit_with_parent(parent)?;
     }

@@ -71,10 +71,8 @@ pub const MAX_FRAMES_LIMIT: usize = 1000;
 /// The detectors a worker loaded (or connected to) at start, by model name.
 #[derive(Debug)]
 pub struct Enrichment {
-    /// The detectors, on the CPU or GPU 0.
-    detectors: BTreeMap<String, DetectorModel>,
-    /// With GPUs: the detectors loaded on GPU 1, 2, ... (GPU 0's are `detectors`).
-    on_other_gpus: Vec<BTreeMap<String, DetectorModel>>,
+    /// The detectors by name: one copy, or one per GPU (copy `i` on `cuda:i`).
+    copies: Vec<BTreeMap<String, DetectorModel>>,
     /// With GPUs: which are free.
     gpus: Option<Arc<GpuSlots>>,
 }
@@ -88,8 +86,7 @@ impl Enrichment {
     /// from blocking code (`spawn_blocking`), as the worker does.
     pub fn load(config: &ModelsConfig) -> Result<Self, AiError> {
         Ok(Self {
-            detectors: load_detectors(config)?,
-            on_other_gpus: Vec::new(),
+            copies: vec![load_detectors(config)?],
             gpus: None,
         })
     }
@@ -106,12 +103,11 @@ impl Enrichment {
             runtime: config.runtime.clone(),
             models: config.models.iter().map(|m| m.on_gpu(index)).collect(),
         };
-        let on_other_gpus = (1..gpus)
+        let copies = (0..gpus)
             .map(|index| load_detectors(&on_gpu(index)))
             .collect::<Result<_, _>>()?;
         Ok(Self {
-            detectors: load_detectors(&on_gpu(0))?,
-            on_other_gpus,
+            copies,
             gpus: Some(GpuSlots::new(gpus)),
         })
     }
@@ -121,24 +117,21 @@ impl Enrichment {
         self.gpus.as_ref()
     }
 
-    /// The detector loaded (or connected to) under `name`.
+    /// The detector loaded (or connected to) under `name` (its first copy).
     pub fn detector(&self, name: &str) -> Option<&DetectorModel> {
-        self.detectors.get(name)
+        self.copies[0].get(name)
     }
 
     /// The names of the loaded models, sorted.
     pub fn names(&self) -> Vec<&str> {
-        self.detectors.keys().map(String::as_str).collect()
+        self.copies[0].keys().map(String::as_str).collect()
     }
 
-    /// The detector a step names, on the GPU `gpu` holds (or the only copy); a model not
-    /// loaded here fails the job for good.
+    /// The detector a step names, in the copy of the GPU `gpu` holds (or the only copy);
+    /// a model not loaded here fails the job for good.
     fn model(&self, name: &str, gpu: Option<&GpuSlot>) -> Result<DetectorModel, JobError> {
-        let set = match gpu.map(GpuSlot::index) {
-            Some(index @ 1..) => &self.on_other_gpus[index as usize - 1],
-            _ => &self.detectors,
-        };
-        set.get(name).cloned().ok_or_else(|| {
+        let copy = gpu.map_or(0, |slot| slot.index() as usize);
+        self.copies[copy].get(name).cloned().ok_or_else(|| {
             JobError::fatal(format!(
                 "model `{name}` is not loaded on this worker; loaded models: {}",
                 self.names().join(", ")
@@ -149,33 +142,31 @@ impl Enrichment {
 
 /// Loads every detector model of `config` (see [`Enrichment::load`]).
 fn load_detectors(config: &ModelsConfig) -> Result<BTreeMap<String, DetectorModel>, AiError> {
-    {
-        config.validate()?;
-        let wanted: Vec<&ModelConfig> = config
-            .models
-            .iter()
-            .filter(|m| m.kind == ModelKind::Detector)
-            .collect();
-        if wanted.is_empty() {
-            return Err(AiError::Config {
-                field: "models".into(),
-                message: format!("names no model of kind `detector`; {INSTALL_HINT}"),
-            });
-        }
-        let mut runtime = wanted
-            .iter()
-            .any(|m| m.backend != Backend::Tract && !m.is_remote())
-            .then(|| Runtime::resolve(config.runtime.as_deref()));
-        let mut detectors = BTreeMap::new();
-        for model in wanted {
-            let detector = match model.is_remote() {
-                true => DetectorModel::connect_blocking(model)?,
-                false => DetectorModel::Local(Arc::new(load_detector(model, &mut runtime)?)),
-            };
-            detectors.insert(model.name.clone(), detector);
-        }
-        Ok(detectors)
+    config.validate()?;
+    let wanted: Vec<&ModelConfig> = config
+        .models
+        .iter()
+        .filter(|m| m.kind == ModelKind::Detector)
+        .collect();
+    if wanted.is_empty() {
+        return Err(AiError::Config {
+            field: "models".into(),
+            message: format!("names no model of kind `detector`; {INSTALL_HINT}"),
+        });
     }
+    let mut runtime = wanted
+        .iter()
+        .any(|m| m.backend != Backend::Tract && !m.is_remote())
+        .then(|| Runtime::resolve(config.runtime.as_deref()));
+    let mut detectors = BTreeMap::new();
+    for model in wanted {
+        let detector = match model.is_remote() {
+            true => DetectorModel::connect_blocking(model)?,
+            false => DetectorModel::Local(Arc::new(load_detector(model, &mut runtime)?)),
+        };
+        detectors.insert(model.name.clone(), detector);
+    }
+    Ok(detectors)
 }
 
 /// Loads one detector with the runtime resolved once for all (`None` when no model

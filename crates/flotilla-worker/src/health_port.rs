@@ -63,10 +63,11 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn status(State(shared): State<Arc<Shared>>) -> axum::Json<WorkerSelfStatus> {
+    let (health, degraded) = shared.health_and_reasons();
     axum::Json(WorkerSelfStatus {
         id: shared.registered_id(),
-        health: shared.health(),
-        degraded: shared.degraded_reasons(),
+        health,
+        degraded,
         ready: shared.readiness().is_ok(),
         draining: shared.is_draining(),
         running: shared.stats.running(),

@@ -86,16 +86,22 @@ impl Shared {
 
     /// The worker's health by [`HealthRules`], made degraded by a failing [`HealthCheck`].
     pub(crate) fn health(&self) -> WorkerHealth {
+        self.health_and_reasons().0
+    }
+
+    /// The worker's health, and why its checks say it is degraded (each check run once).
+    pub(crate) fn health_and_reasons(&self) -> (WorkerHealth, Vec<String>) {
         let (samples, failures) = self.stats.window();
         let rules = &self.config.health_rules;
         let by_rules = rules.evaluate(self.stats.silence(), samples, failures);
         let reasons = self.degraded_reasons();
-        crate::health::with_checks(by_rules, !reasons.is_empty())
+        let health = crate::health::with_checks(by_rules, !reasons.is_empty());
+        (health, reasons)
     }
 
     /// Why the health checks say the worker is degraded; logs a reason when it first
     /// appears.
-    pub(crate) fn degraded_reasons(&self) -> Vec<String> {
+    fn degraded_reasons(&self) -> Vec<String> {
         let reasons: Vec<String> = self
             .config
             .health_checks
