@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use flotilla_api::{Auth, Limits};
 use flotilla_core::SystemClock;
-use flotilla_server::{Engine, ServerConfig};
+use flotilla_server::{BusyPoll, Engine, ServerConfig};
 use flotilla_store::Store;
 use flotilla_store_postgres::{PgOptions, PgStore};
 use flotilla_store_sqlite::{Durability, SqliteOptions, SqliteStore};
@@ -158,7 +158,10 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         pipelines: config.all_pipelines(),
         max_upload_bytes: config.max_upload_bytes,
     };
-    let app = flotilla_api::router_with_media(engine, Auth::new(tokens), limits, Some(media));
+    let mut app = flotilla_api::router_with_media(engine, Auth::new(tokens), limits, Some(media));
+    if let Some(busy) = BusyPoll::start(config.busy_poll) {
+        app = app.layer(axum::middleware::from_fn_with_state(busy, touch_busy_poll));
+    }
     let stop = shutdown.clone();
     tokio::spawn(async move {
         crate::signals::terminated().await;
@@ -168,6 +171,19 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     serve(&config, app, &shutdown).await?;
     services.join_all().await;
     Ok(())
+}
+
+/// Keeps the CPUs awake from the start of each request until a window after its answer
+/// (see [`BusyPoll`]).
+async fn touch_busy_poll(
+    axum::extract::State(busy): axum::extract::State<BusyPoll>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    busy.touch();
+    let response = next.run(request).await;
+    busy.touch();
+    response
 }
 
 /// Serves `app` until `shutdown`: HTTPS with rustls (the `ring` provider) when `[tls]` is

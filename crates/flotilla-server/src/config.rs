@@ -159,6 +159,10 @@ pub struct ServerConfig {
     /// Longest time a client may take to send a request's headers (slow clients are cut).
     #[serde(with = "humantime_serde")]
     pub header_timeout: Duration,
+    /// How long after each request idle CPUs spin instead of halting (see
+    /// [`crate::BusyPoll`]); `0s` turns busy polling off.
+    #[serde(with = "humantime_serde")]
+    pub busy_poll: Duration,
     /// Bearer tokens; none means no authentication (loopback only).
     pub tokens: Vec<TokenConfig>,
     /// TLS, when set.
@@ -196,6 +200,7 @@ impl Default for ServerConfig {
             max_body_bytes: 16 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             header_timeout: Duration::from_secs(10),
+            busy_poll: Duration::from_micros(200),
             tokens: Vec::new(),
             tls: None,
             services: ServiceIntervals::default(),
@@ -267,8 +272,9 @@ impl ServerConfig {
         })
     }
 
-    /// Applies `FLOTILLA_LISTEN`, `FLOTILLA_STORE`, `FLOTILLA_OBJECTS` and `FLOTILLA_TOKENS`
-    /// (`role:secret,role:secret`) from `env`.
+    /// Applies `FLOTILLA_LISTEN`, `FLOTILLA_STORE`, `FLOTILLA_OBJECTS`, `FLOTILLA_TOKENS`
+    /// (`role:secret,role:secret`), `FLOTILLA_DURABILITY` and `FLOTILLA_BUSY_POLL` from
+    /// `env`.
     pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         if let Some(listen) = env("FLOTILLA_LISTEN") {
             self.listen = listen
@@ -280,6 +286,18 @@ impl ServerConfig {
         }
         if let Some(objects) = env("FLOTILLA_OBJECTS") {
             self.objects = Some(objects);
+        }
+        if let Some(durability) = env("FLOTILLA_DURABILITY") {
+            self.durability = serde_json::from_value(serde_json::Value::String(durability.clone()))
+                .map_err(|_| {
+                    ConfigError::Invalid(format!(
+                        "FLOTILLA_DURABILITY={durability:?}: use strict, full or relaxed"
+                    ))
+                })?;
+        }
+        if let Some(window) = env("FLOTILLA_BUSY_POLL") {
+            self.busy_poll = humantime::parse_duration(&window)
+                .map_err(|e| ConfigError::Invalid(format!("FLOTILLA_BUSY_POLL={window:?}: {e}")))?;
         }
         if let Some(tokens) = env("FLOTILLA_TOKENS") {
             for entry in tokens.split(',').filter(|e| !e.is_empty()) {
@@ -481,6 +499,36 @@ kind = "noop"
                 .to_string()
                 .contains("without tokens")
         );
+    }
+
+    #[test]
+    fn durability_and_busy_polling_come_from_the_file_or_the_environment() {
+        let config = parse("durability = \"strict\"\nbusy_poll = \"0s\"\n").unwrap();
+        assert_eq!(config.durability, flotilla_store::Durability::Strict);
+        assert_eq!(config.busy_poll, Duration::ZERO);
+        let defaults = ServerConfig::default();
+        assert_eq!(defaults.durability, flotilla_store::Durability::Full);
+        assert_eq!(defaults.busy_poll, Duration::from_micros(200));
+
+        let mut config = ServerConfig::default();
+        config
+            .apply_env(|k| match k {
+                "FLOTILLA_DURABILITY" => Some("relaxed".into()),
+                "FLOTILLA_BUSY_POLL" => Some("1ms".into()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(config.durability, flotilla_store::Durability::Relaxed);
+        assert_eq!(config.busy_poll, Duration::from_millis(1));
+        for (key, value) in [
+            ("FLOTILLA_DURABILITY", "sometimes"),
+            ("FLOTILLA_BUSY_POLL", "soon"),
+        ] {
+            let err = ServerConfig::default()
+                .apply_env(|k| (k == key).then(|| value.to_owned()))
+                .unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
+        }
     }
 
     #[test]

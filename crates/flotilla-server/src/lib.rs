@@ -10,9 +10,11 @@
 //! - [`fleets`]: the last report of each fleet supervisor.
 //! - [`config`]: `flotilla.toml`, environment overrides, validation with file and line.
 //! - [`pipelines`]: pipelines (built-in and configured) and the runs they make per asset.
+//! - [`busy_poll`]: idle CPUs spin for a moment after each request instead of halting.
 //! - [`Engine`]: all of the above around one store, started and stopped together.
 
 pub mod broker;
+pub mod busy_poll;
 pub mod config;
 pub mod fleets;
 pub mod pipelines;
@@ -27,6 +29,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use broker::Broker;
+pub use busy_poll::BusyPoll;
 pub use config::{ConfigError, Credential, Role, ServerConfig, TokenConfig};
 pub use fleets::FleetRegistry;
 pub use workers::WorkerRegistry;
