@@ -42,8 +42,9 @@ pub(crate) struct StoreBenchArgs {
     /// Jobs claimed+completed at each depth.
     #[arg(long, default_value_t = 30_000)]
     depth_jobs: usize,
-    /// `full` (every commit fsynced, the default) or `relaxed`.
-    #[arg(long, default_value = "full", value_parser = ["full", "relaxed"])]
+    /// `full` (the default: enqueues fsynced, worker traffic within 50 ms), `strict`
+    /// (every commit fsynced) or `relaxed`.
+    #[arg(long, default_value = "full", value_parser = ["strict", "full", "relaxed"])]
     durability: String,
     /// A PostgreSQL URL to measure instead of SQLite (schemas `flotilla_bench_*` in it are
     /// dropped and created).
@@ -62,10 +63,10 @@ pub(crate) async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
             tmp.path().to_path_buf()
         }
     };
-    let durability = if args.durability == "relaxed" {
-        Durability::Relaxed
-    } else {
-        Durability::Full
+    let durability = match args.durability.as_str() {
+        "relaxed" => Durability::Relaxed,
+        "strict" => Durability::Strict,
+        _ => Durability::Full,
     };
     let target = match &args.store {
         Some(url) => Target::Postgres(url.clone()),

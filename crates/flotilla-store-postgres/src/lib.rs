@@ -307,7 +307,7 @@ impl PgStore {
             session.push_str(&format!(" -c {}={channel}", wakeup::SETTING));
         }
         let synchronous = match options.durability {
-            Durability::Full => "on",
+            Durability::Strict | Durability::Full => "on",
             Durability::Relaxed => "off",
         };
         session.push_str(&format!(" -c synchronous_commit={synchronous}"));
@@ -611,7 +611,11 @@ mod tests {
 
     #[tokio::test]
     async fn every_connection_gets_the_schema_and_durability() {
-        for (durability, expected) in [(Durability::Full, "on"), (Durability::Relaxed, "off")] {
+        for (durability, expected) in [
+            (Durability::Strict, "on"),
+            (Durability::Full, "on"),
+            (Durability::Relaxed, "off"),
+        ] {
             let options = PgOptions {
                 pool_size: 2,
                 schema: Some("flotilla_settings_check".into()),

@@ -50,7 +50,7 @@ use flotilla_store::*;
 pub use flotilla_store::Durability;
 use rusqlite::Connection;
 
-use writer::{Lead, WriterHandle};
+use writer::{Fsync, Lead, WriterHandle};
 
 /// How to open a SQLite store.
 #[derive(Debug, Clone)]
@@ -89,8 +89,7 @@ impl SqliteStore {
         let path = path.as_ref().to_path_buf();
         let lock = schema::lock_file(&path)?;
         let conn = schema::open_writer(&path, options.durability)?;
-        let relaxed = options.durability == Durability::Relaxed;
-        let writer = WriterHandle::spawn(conn, relaxed)?;
+        let writer = WriterHandle::spawn(conn, options.durability)?;
         let readers = Arc::new(Readers {
             path,
             idle: Mutex::new(Vec::new()),
@@ -192,7 +191,9 @@ impl Store for SqliteStore {
     async fn job_insert_many(&self, params: JobInsertManyParams) -> StoreResult<Vec<InsertedJob>> {
         let prepared = insert::prepare(params, self.max_payload_bytes)?;
         self.writer
-            .call_led(Lead::Caller, move |w| insert::insert_many(w, prepared))
+            .call_led(Lead::Caller, Fsync::Now, move |w| {
+                insert::insert_many(w, prepared)
+            })
             .await
     }
 
@@ -216,11 +217,15 @@ impl Store for SqliteStore {
         if params.limit == 0 || params.queues.is_empty() {
             return Ok(Vec::new());
         }
-        self.writer.call(move |w| claim::claim(w, params)).await
+        self.writer
+            .call_soon(move |w| claim::claim(w, params))
+            .await
     }
 
     async fn job_heartbeat(&self, params: JobHeartbeatParams) -> StoreResult<Heartbeat> {
-        self.writer.call(move |w| ack::heartbeat(w, params)).await
+        self.writer
+            .call_soon(move |w| ack::heartbeat(w, params))
+            .await
     }
 
     async fn job_complete_many(
@@ -228,15 +233,19 @@ impl Store for SqliteStore {
         params: JobCompleteManyParams,
     ) -> StoreResult<ItemResults<()>> {
         self.writer
-            .call(move |w| ack::complete_many(w, params))
+            .call_soon(move |w| ack::complete_many(w, params))
             .await
     }
 
     async fn job_fail_many(&self, params: JobFailManyParams) -> StoreResult<ItemResults<JobState>> {
-        self.writer.call(move |w| ack::fail_many(w, params)).await
+        self.writer
+            .call_soon(move |w| ack::fail_many(w, params))
+            .await
     }
     async fn job_release(&self, params: JobReleaseParams) -> StoreResult<ItemResults<JobState>> {
-        self.writer.call(move |w| ack::release(w, params)).await
+        self.writer
+            .call_soon(move |w| ack::release(w, params))
+            .await
     }
 
     async fn dead_replay(&self, params: DeadParams) -> StoreResult<u64> {
@@ -311,7 +320,7 @@ impl Store for SqliteStore {
         flotilla_core::validate_run(&params.run)?;
         let max_payload = self.max_payload_bytes;
         self.writer
-            .call_led(Lead::Caller, move |w| {
+            .call_led(Lead::Caller, Fsync::Now, move |w| {
                 runs::create(w, params.run, params.now, max_payload)
             })
             .await

@@ -56,7 +56,7 @@ pub(crate) fn open_writer(path: &Path, durability: crate::Durability) -> StoreRe
     )
     .map_err(sql_err)?;
     let synchronous = match durability {
-        crate::Durability::Full => "FULL",
+        crate::Durability::Strict | crate::Durability::Full => "FULL",
         crate::Durability::Relaxed => "NORMAL",
     };
     conn.execute_batch(&format!("PRAGMA synchronous = {synchronous};"))

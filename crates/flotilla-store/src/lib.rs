@@ -34,8 +34,14 @@ pub use params::*;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Durability {
-    /// After the WAL is fsynced (SQLite `synchronous = FULL`, PostgreSQL `synchronous_commit = on`): an acknowledged job survives a
-    /// power cut. The default.
+    /// Every commit waits for the WAL to be fsynced (SQLite `synchronous = FULL`,
+    /// PostgreSQL `synchronous_commit = on`), worker traffic (claims, heartbeats,
+    /// outcomes) included.
+    Strict,
+    /// An accepted job survives a power cut: enqueues and admin changes wait for the fsync.
+    /// With SQLite, worker traffic alone is written at once and fsynced within 50 ms (or by
+    /// the next durable commit): a power cut can make a job that just ran run again,
+    /// never lose one. With PostgreSQL, the same as `strict`. The default.
     #[default]
     Full,
     /// After the WAL is written, fsynced only at checkpoints (SQLite `synchronous = NORMAL`): an
