@@ -59,21 +59,11 @@ pub(crate) async fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
     {
         // Single enqueues against a server with relaxed durability, for comparison.
         let (_server, client) = server(dir.path(), pg, "relaxed").await?;
-        let took = enqueue_singles(&client, args.jobs).await?;
-        report(
-            "HTTP enqueue, one request per job, relaxed durability",
-            args.jobs,
-            took,
-        );
+        singles(&client, args.jobs, "relaxed").await?;
     }
     let (_server, client) = server(dir.path(), pg, "full").await?;
     let url = client.base_url().to_owned();
-    let took = enqueue_singles(&client, args.jobs).await?;
-    report(
-        "HTTP enqueue, one request per job, 1 producer",
-        args.jobs,
-        took,
-    );
+    singles(&client, args.jobs, "durable").await?;
 
     let start = Instant::now();
     for chunk in (0..args.jobs).collect::<Vec<_>>().chunks(1000) {
@@ -122,6 +112,28 @@ async fn server(dir: &Path, pg: Option<&str>, durability: &str) -> anyhow::Resul
     let client = Client::new(&format!("http://127.0.0.1:{port}"), None)?;
     wait_ready(&client).await?;
     Ok((process, client))
+}
+
+/// Single enqueues from one sequential producer: the minimal one, then `flotilla-client`.
+async fn singles(client: &Client, jobs: usize, durability: &str) -> anyhow::Result<()> {
+    let addr = client
+        .base_url()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let took = crate::bench_producer::enqueue_singles(addr, jobs, noop).await?;
+    report(
+        &format!("HTTP enqueue, 1 request per job, {durability}, minimal producer"),
+        jobs,
+        took,
+    );
+    let took = enqueue_singles(client, jobs).await?;
+    report(
+        &format!("HTTP enqueue, 1 request per job, {durability}, flotilla-client"),
+        jobs,
+        took,
+    );
+    Ok(())
 }
 
 /// One sequential producer, one request per job. It runs on a thread of its own with a
@@ -257,7 +269,7 @@ async fn latency(client: &Client, args: &E2eBenchArgs) -> anyhow::Result<()> {
     waits.sort();
     let at = |p: f64| waits[((waits.len() as f64 * p) as usize).min(waits.len() - 1)];
     println!(
-        "  {:<52} p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  max {:.2} ms  ({} jobs at {}/s)",
+        "  {:<58} p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  max {:.2} ms  ({} jobs at {}/s)",
         "enqueue→start latency",
         ms(at(0.50)),
         ms(at(0.95)),
@@ -319,7 +331,7 @@ async fn crash(client: &Client, url: &str, args: &E2eBenchArgs) -> anyhow::Resul
     // From the kill to the restart of the last job that was in flight.
     let recovery = last_retry.map(|t| (t - killed_at).to_std().unwrap_or_default());
     println!(
-        "  {:<52} lost {lost}, leased twice {duplicated} (running at the kill: {in_flight}), recovery {}, all done {:.1} s after the kill (lease {LEASE_SECS} s)",
+        "  {:<58} lost {lost}, leased twice {duplicated} (running at the kill: {in_flight}), recovery {}, all done {:.1} s after the kill (lease {LEASE_SECS} s)",
         format!(
             "crash run: {} jobs, kill -9 of the worker at 30%",
             args.crash_jobs
@@ -337,7 +349,7 @@ fn ms(d: Duration) -> f64 {
 fn report(what: &str, jobs: usize, took: Duration) {
     let secs = took.as_secs_f64();
     println!(
-        "  {what:<52} {jobs:>7} jobs in {secs:>6.2} s = {:>8.0} jobs/s",
+        "  {what:<58} {jobs:>7} jobs in {secs:>6.2} s = {:>8.0} jobs/s",
         jobs as f64 / secs
     );
 }

@@ -5,6 +5,7 @@ mod bench;
 mod bench_ai;
 mod bench_e2e;
 mod bench_media;
+mod bench_producer;
 mod demo;
 mod demo_media;
 mod fleet;
