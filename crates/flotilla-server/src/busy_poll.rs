@@ -96,18 +96,12 @@ impl Shared {
     /// One thread's life: idle priority (said on `ready`), its own CPU, spin while
     /// requests come, sleep when they stop.
     fn spin_on(&self, cpu: usize, ready: std::sync::mpsc::Sender<bool>) {
-        use thread_priority::{NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy};
-        let idle = thread_priority::set_thread_priority_and_policy(
-            thread_priority::thread_native_id(),
-            ThreadPriority::Min,
-            ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
-        );
+        let idle = lower_to_idle_priority();
         let _ = ready.send(idle.is_ok());
         drop(ready); // `start` waits until every thread has said
-
         if let Err(e) = idle {
             // Spinning at normal priority would take CPU from real work: don't.
-            tracing::warn!(error = ?e, "busy polling: cannot lower the thread's priority; off");
+            tracing::warn!(error = %e, "busy polling: cannot lower the thread's priority; off");
             return;
         }
         core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
@@ -131,6 +125,24 @@ impl Shared {
             guard = self.woken.wait(guard).unwrap_or_else(|e| e.into_inner());
         }
     }
+}
+
+/// Puts the calling thread at `SCHED_IDLE` priority.
+#[cfg(target_os = "linux")]
+fn lower_to_idle_priority() -> Result<(), String> {
+    use thread_priority::{NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy};
+    thread_priority::set_thread_priority_and_policy(
+        thread_priority::thread_native_id(),
+        ThreadPriority::Min,
+        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+    )
+    .map_err(|e| format!("{e:?}"))
+}
+
+/// Only Linux has `SCHED_IDLE`: elsewhere busy polling stays off.
+#[cfg(not(target_os = "linux"))]
+fn lower_to_idle_priority() -> Result<(), String> {
+    Err("SCHED_IDLE exists on Linux only".into())
 }
 
 #[cfg(test)]
@@ -165,6 +177,7 @@ mod tests {
 
     /// The spinning threads run at `SCHED_IDLE` (policy 5), so they can never take a CPU
     /// from real work; one per CPU; a touch wakes them.
+    #[cfg(target_os = "linux")]
     #[test]
     fn spinners_run_at_idle_priority_one_per_cpu() {
         let busy = BusyPoll::start(Duration::from_micros(50)).expect("started");
