@@ -146,8 +146,10 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// The store: `sqlite:PATH`.
     pub store: String,
-    /// `full` (default: acknowledged means fsynced) or `relaxed` (acknowledged means
-    /// written; survives a crash of the process, not of the machine).
+    /// `full` (default: an accepted job is fsynced before it is acknowledged; worker
+    /// traffic within 50 ms), `strict` (every commit fsynced) or `relaxed` (acknowledged
+    /// means written; survives a crash of the process, not of the machine). See
+    /// [`flotilla_store::Durability`].
     pub durability: flotilla_store::Durability,
     /// Largest job payload, in bytes.
     pub max_payload_bytes: usize,

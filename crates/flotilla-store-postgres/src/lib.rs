@@ -215,8 +215,8 @@ pub struct PgOptions {
     /// it on every connection. `None` uses the server's default search path. Lower-case
     /// letters, digits and `_`, starting with a letter or `_`, at most 63 characters.
     pub schema: Option<String>,
-    /// When a commit counts as done: `synchronous_commit` is `on` (full) or `off` (relaxed)
-    /// on every connection.
+    /// When a commit counts as done: `synchronous_commit` is `on` (strict and full) or
+    /// `off` (relaxed) on every connection.
     pub durability: Durability,
     /// Whether [`PgStore::connect`] applies pending migrations (the default).
     pub migrate: bool,

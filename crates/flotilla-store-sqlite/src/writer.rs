@@ -233,9 +233,9 @@ impl WriterHandle {
             if !self.relaxed {
                 tokio::task::yield_now().await;
             }
-            self.shared.commit_pending();
+            let unsynced = self.shared.commit_pending();
             drop(leading);
-            if lock(&self.shared.writer).unsynced_since.is_some() {
+            if unsynced {
                 // Only the writer thread syncs worker traffic: make sure it is counting.
                 let _ = self.wake.try_send(());
             }
@@ -278,15 +278,16 @@ impl Shared {
         !lock(&self.pending).is_empty()
     }
 
-    /// Commits the calls pending now (at most [`MAX_BATCH`]) as one batch.
-    fn commit_pending(&self) {
+    /// Commits the calls pending now (at most [`MAX_BATCH`]) as one batch; says whether
+    /// commits are left unsynced (see [`Fsync::Soon`]).
+    fn commit_pending(&self) -> bool {
         let ops: Vec<Pending> = {
             let mut pending = lock(&self.pending);
             let n = pending.len().min(MAX_BATCH);
             pending.drain(..n).collect()
         };
         if ops.is_empty() {
-            return;
+            return false;
         }
         let mut writer = lock(&self.writer);
         let run = std::panic::AssertUnwindSafe(|| writer.run_batch(ops));
@@ -295,6 +296,7 @@ impl Shared {
             // and the next batch rolls back what it left half done.
             tracing::error!("sqlite: a call panicked; its batch is abandoned");
         }
+        writer.unsynced_since.is_some()
     }
 
     /// The writer thread: when woken, leads until nothing is pending; fsyncs what worker
@@ -330,9 +332,7 @@ impl Shared {
             }
         }
     }
-}
 
-impl Shared {
     /// Makes the unsynced commits durable when the oldest is `age` old; says whether
     /// calls came meanwhile (that no one leads now).
     fn sync_if_older_than(&self, age: Duration) -> bool {
