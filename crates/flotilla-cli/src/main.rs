@@ -156,15 +156,20 @@ fn main() -> std::process::ExitCode {
 /// The tokio runtime `command` runs on. The server leaves one core to the store (the
 /// SQLite writer thread, or a database on the same machine): on two cores, two runtime
 /// threads and the writer thread fight over them and every hand-off costs a context
-/// switch. Workers and the benchmarks use every core (a benchmark's client on one
-/// thread measured slower: a thread that sleeps between requests takes long to wake on a
+/// switch. A worker's runtime only moves jobs and bytes (its handlers' heavy work runs
+/// on blocking threads or in child processes), so it takes one thread per two cores: a
+/// job task, the HTTP connection it answers on and the poll loop then mostly share a
+/// thread, and hand over without waking another (one thread drained 13–19 % faster than
+/// two on two cores). The benchmarks use every core (a benchmark's client on one thread
+/// measured slower: a thread that sleeps between requests takes long to wake on a
 /// virtual machine); the other commands are one client each and run on the calling
 /// thread. `TOKIO_WORKER_THREADS` overrides the count of the multi-threaded ones.
 fn runtime(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let threads = match command {
         Command::Server(_) => Some(cores.saturating_sub(1).max(1)),
-        Command::Worker(_) | Command::Demo(_) | Command::Bench(_) => Some(cores),
+        Command::Worker(_) => Some((cores / 2).max(1)),
+        Command::Demo(_) | Command::Bench(_) => Some(cores),
         _ => None,
     };
     let mut builder = match threads {
