@@ -44,8 +44,8 @@ pub(crate) struct StoreBenchArgs {
     depth_jobs: usize,
     /// `full` (the default: enqueues fsynced, worker traffic within 50 ms), `strict`
     /// (every commit fsynced) or `relaxed`.
-    #[arg(long, default_value = "full", value_parser = ["strict", "full", "relaxed"])]
-    durability: String,
+    #[arg(long, default_value = "full")]
+    durability: Durability,
     /// A PostgreSQL URL to measure instead of SQLite (schemas `flotilla_bench_*` in it are
     /// dropped and created).
     #[arg(long)]
@@ -63,11 +63,7 @@ pub(crate) async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
             tmp.path().to_path_buf()
         }
     };
-    let durability = match args.durability.as_str() {
-        "relaxed" => Durability::Relaxed,
-        "strict" => Durability::Strict,
-        _ => Durability::Full,
-    };
+    let durability = args.durability;
     let target = match &args.store {
         Some(url) => Target::Postgres(url.clone()),
         None => Target::Sqlite(dir.clone()),

@@ -35,6 +35,8 @@ pub(crate) struct E2eBenchArgs {
 }
 
 const QUEUE: &str = "bench";
+/// The width of the column of figure names.
+const LABEL_WIDTH: usize = 58;
 const LEASE_SECS: u64 = 5;
 
 /// A child process killed on drop.
@@ -269,7 +271,7 @@ async fn latency(client: &Client, args: &E2eBenchArgs) -> anyhow::Result<()> {
     waits.sort();
     let at = |p: f64| waits[((waits.len() as f64 * p) as usize).min(waits.len() - 1)];
     println!(
-        "  {:<58} p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  max {:.2} ms  ({} jobs at {}/s)",
+        "  {:<LABEL_WIDTH$} p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  max {:.2} ms  ({} jobs at {}/s)",
         "enqueue→start latency",
         ms(at(0.50)),
         ms(at(0.95)),
@@ -331,7 +333,7 @@ async fn crash(client: &Client, url: &str, args: &E2eBenchArgs) -> anyhow::Resul
     // From the kill to the restart of the last job that was in flight.
     let recovery = last_retry.map(|t| (t - killed_at).to_std().unwrap_or_default());
     println!(
-        "  {:<58} lost {lost}, leased twice {duplicated} (running at the kill: {in_flight}), recovery {}, all done {:.1} s after the kill (lease {LEASE_SECS} s)",
+        "  {:<LABEL_WIDTH$} lost {lost}, leased twice {duplicated} (running at the kill: {in_flight}), recovery {}, all done {:.1} s after the kill (lease {LEASE_SECS} s)",
         format!(
             "crash run: {} jobs, kill -9 of the worker at 30%",
             args.crash_jobs
@@ -349,7 +351,7 @@ fn ms(d: Duration) -> f64 {
 fn report(what: &str, jobs: usize, took: Duration) {
     let secs = took.as_secs_f64();
     println!(
-        "  {what:<58} {jobs:>7} jobs in {secs:>6.2} s = {:>8.0} jobs/s",
+        "  {what:<LABEL_WIDTH$} {jobs:>7} jobs in {secs:>6.2} s = {:>8.0} jobs/s",
         jobs as f64 / secs
     );
 }

@@ -90,9 +90,7 @@ impl RawProducer {
             }
         }
     }
-}
 
-impl RawProducer {
     /// Reads what has come, polling for up to [`SPIN`] and then blocking.
     fn read_polling(&mut self, chunk: &mut [u8]) -> std::io::Result<usize> {
         let start = Instant::now();

@@ -290,12 +290,9 @@ impl ServerConfig {
             self.objects = Some(objects);
         }
         if let Some(durability) = env("FLOTILLA_DURABILITY") {
-            self.durability = serde_json::from_value(serde_json::Value::String(durability.clone()))
-                .map_err(|_| {
-                    ConfigError::Invalid(format!(
-                        "FLOTILLA_DURABILITY={durability:?}: use strict, full or relaxed"
-                    ))
-                })?;
+            self.durability = durability
+                .parse()
+                .map_err(|e| ConfigError::Invalid(format!("FLOTILLA_DURABILITY: {e}")))?;
         }
         if let Some(window) = env("FLOTILLA_BUSY_POLL") {
             self.busy_poll = humantime::parse_duration(&window)

@@ -51,6 +51,25 @@ pub enum Durability {
     Relaxed,
 }
 
+impl std::str::FromStr for Durability {
+    type Err = UnknownDurability;
+
+    /// `strict`, `full` or `relaxed`, as in `flotilla.toml`.
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        match name {
+            "strict" => Ok(Self::Strict),
+            "full" => Ok(Self::Full),
+            "relaxed" => Ok(Self::Relaxed),
+            _ => Err(UnknownDurability(name.to_owned())),
+        }
+    }
+}
+
+/// A durability name that is none of `strict`, `full` and `relaxed`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown durability {0:?}: use strict, full or relaxed")]
+pub struct UnknownDurability(pub String);
+
 /// The result of a store call.
 pub type StoreResult<T> = Result<T, StoreError>;
 
