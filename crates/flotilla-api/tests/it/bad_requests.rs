@@ -360,15 +360,34 @@ async fn oversized_and_untyped_bodies_are_refused() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status().as_u16(), 400, "no content-type");
-    let resp = client
-        .post(format!("{}/v1/jobs", s.server.url))
-        .header("content-type", "application/json")
-        .body("{")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 400, "truncated JSON");
+    assert_malformed(resp, "no content-type").await;
+    for (body, what) in [
+        ("{", "truncated JSON"),
+        (r#"{"queue":"default","kind":"k",}"#, "a trailing comma"),
+        ("queue=default&kind=k", "a form body"),
+        ("", "an empty body"),
+    ] {
+        let resp = client
+            .post(format!("{}/v1/jobs", s.server.url))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_malformed(resp, what).await;
+    }
+    // Nothing of it was enqueued: the setup's two jobs are all there is.
+    let (_, page) = call("GET", format!("{}/v1/jobs", s.server.url), None, None).await;
+    assert_eq!(page["jobs"].as_array().unwrap().len(), 2);
+}
+
+/// A 400 with the code `malformed_request` and a message saying what is wrong.
+async fn assert_malformed(resp: reqwest::Response, what: &str) {
+    assert_eq!(resp.status().as_u16(), 400, "{what}");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "malformed_request", "{what}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(!message.is_empty(), "{what}: no message");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -84,41 +84,45 @@ async fn enqueue_poll_heartbeat_complete() {
     );
 }
 
-/// A waiting poll is woken by the enqueue itself, long before its wait ends.
+/// A waiting poll is woken by the enqueue itself, within 50 ms, long before its wait ends.
+/// Five rounds: four of them must answer within 50 ms (a scheduling hiccup of the test
+/// machine may delay one); a poll that was not woken would answer after its 15 s wait.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_poll_is_woken_by_an_enqueue() {
     let server = spawn(&["default"]).await;
     let url = server.url.clone();
     let worker = register(&url, &["default"]).await;
-    let poll_url = format!("{url}/v1/poll");
-    let poll = tokio::spawn(async move {
+    let mut latencies = Vec::new();
+    for _ in 0..5 {
+        let poll_url = format!("{url}/v1/poll");
         let body =
             json!({"worker_id": worker, "queues": ["default"], "max_jobs": 1, "wait_ms": 15000});
-        call("POST", poll_url, Some(body), None).await
-    });
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while server.engine.broker.waiting() == 0 {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-    .expect("the poll starts waiting");
-    let enqueued = Instant::now();
-    call(
-        "POST",
-        format!("{url}/v1/jobs"),
-        Some(json!({"queue": "default", "kind": "k"})),
-        None,
-    )
-    .await;
-    let (status, polled) = poll.await.unwrap();
-    let latency = enqueued.elapsed();
-    assert_eq!(
-        (status, polled["jobs"].as_array().map(Vec::len)),
-        (200, Some(1))
-    );
-    // Woken, not timed out: the wait was 15 s.
-    assert!(latency < Duration::from_secs(5), "took {latency:?}");
+        let poll = tokio::spawn(call("POST", poll_url, Some(body), None));
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while server.engine.broker.waiting() == 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the poll starts waiting");
+        let enqueued = Instant::now();
+        call(
+            "POST",
+            format!("{url}/v1/jobs"),
+            Some(json!({"queue": "default", "kind": "k"})),
+            None,
+        )
+        .await;
+        let (status, polled) = poll.await.unwrap();
+        latencies.push(enqueued.elapsed());
+        assert_eq!(
+            (status, polled["jobs"].as_array().map(Vec::len)),
+            (200, Some(1))
+        );
+    }
+    latencies.sort();
+    assert!(latencies[3] < Duration::from_millis(50), "{latencies:?}");
+    assert!(latencies[4] < Duration::from_secs(5), "{latencies:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,4 +25,12 @@ async fn the_server_serves_the_document() {
     assert_eq!(status, 200);
     assert_eq!(doc["openapi"], "3.1.0");
     assert!(doc["paths"]["/v1/poll"]["post"].is_object());
+    // What is served is the checked-in document.
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json");
+    let checked_in: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert!(
+        doc == checked_in,
+        "the served document differs from docs/openapi.json"
+    );
 }

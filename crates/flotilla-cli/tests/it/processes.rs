@@ -182,6 +182,18 @@ async fn retries_then_dead_then_replay() {
     let errors = job["errors"].as_array().unwrap();
     assert_eq!(errors.len(), 3, "3 attempts: {job}");
     assert!(errors.iter().all(|e| e["error"] == "upstream down"));
+    // Each retry waited the queue's 100 ms delay after the failure before it.
+    let failed_at: Vec<_> = errors
+        .iter()
+        .map(|e| chrono::DateTime::parse_from_rfc3339(e["at"].as_str().unwrap()).unwrap())
+        .collect();
+    for pair in failed_at.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= chrono::TimeDelta::milliseconds(100),
+            "{gap} between failures: {job}"
+        );
+    }
 
     let replayed = post(format!("{url}/v1/dead:replay"), json!({"queue": "flaky"})).await;
     assert_eq!(replayed["count"], 1);
@@ -204,4 +216,54 @@ async fn cancelling_a_running_job_stops_it() {
     let answer = post(format!("{url}/v1/jobs/{}/cancel", ids[0]), json!({})).await;
     assert_eq!(answer["cancel_requested"], true);
     eventually("the job is cancelled", || all_in(url, &ids, "cancelled")).await;
+}
+
+/// Fencing: a worker whose lease expired cannot complete its job, even while another worker
+/// runs it; the other worker's result stands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_lease_expired_cannot_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path());
+    let url = &server.url;
+    let ids = enqueue(url, "q", "shell", json!({}), 1).await;
+    // A worker speaking the protocol by hand takes the job, then goes silent.
+    let registered = post(
+        format!("{url}/v1/workers"),
+        json!({"host": "h", "pid": 1, "queues": ["q"], "concurrency": 1, "version": "t"}),
+    )
+    .await;
+    let poll = json!({"worker_id": registered["worker_id"], "queues": ["q"], "max_jobs": 1});
+    let polled = post(format!("{url}/v1/poll"), poll).await;
+    assert_eq!(polled["jobs"][0]["id"], ids[0]);
+    let stale_token = polled["jobs"][0]["lease"]["token"].clone();
+    // Its lease (1 s) expires and a worker process takes the job over.
+    let worker = WorkerProcess::start(
+        url,
+        &[
+            "--queues",
+            "q",
+            "--concurrency",
+            "1",
+            "--exec",
+            "sleep 2; echo second",
+        ],
+    );
+    worker.wait_started(1);
+    // The silent worker wakes up and reports while the job runs again: refused.
+    let answer = reqwest::Client::new()
+        .post(format!("{url}/v1/jobs/{}/complete", ids[0]))
+        .json(&json!({"token": stale_token, "result": "first"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 409);
+    let answer: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(answer["error"]["code"], "lease_mismatch", "{answer}");
+    eventually("the second run succeeded", || {
+        all_in(url, &ids, "succeeded")
+    })
+    .await;
+    let job = get(format!("{url}/v1/jobs/{}", ids[0])).await;
+    assert_eq!(job["attempt"], 2, "{job}");
+    assert_eq!(job["result"], "second", "{job}");
 }
