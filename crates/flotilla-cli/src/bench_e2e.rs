@@ -34,7 +34,10 @@ pub(crate) struct E2eBenchArgs {
     store: Option<String>,
 }
 
+/// The queue of the drain, latency and crash figures.
 const QUEUE: &str = "bench";
+/// The queue of the single-enqueue figures, which no worker serves.
+const SINGLES: &str = "bench-singles";
 /// The width of the column of figure names.
 const LABEL_WIDTH: usize = 58;
 const LEASE_SECS: u64 = 5;
@@ -67,24 +70,33 @@ pub(crate) async fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
     let url = client.base_url().to_owned();
     singles(&client, args.jobs, "durable").await?;
 
+    // The batches fill the queue the drain empties; a paused queue keeps them for it.
+    client.pause(QUEUE).await?;
     let start = Instant::now();
     for chunk in (0..args.jobs).collect::<Vec<_>>().chunks(1000) {
         client
             .enqueue_batch(&EnqueueBatchRequest {
-                jobs: chunk.iter().map(|i| noop(*i)).collect(),
+                jobs: chunk.iter().map(|i| noop(QUEUE, *i)).collect(),
             })
             .await?;
     }
     report("HTTP enqueue, batches of 1,000", args.jobs, start.elapsed());
 
-    // Drain: 2 × jobs are queued now; time one worker process (concurrency 10) on all.
-    let queued = counts(&client).await?.available;
-    let start = Instant::now();
+    // Drain: one worker process (concurrency 10), started and waiting in its first poll,
+    // timed from the queue's resumption until every job of the batches succeeded.
     let worker = start_worker(&url, 10)?;
-    wait_for(&client, |c| c.succeeded >= queued, Duration::from_secs(600)).await?;
+    wait_until_polling(&url).await?;
+    let start = Instant::now();
+    client.resume(QUEUE).await?;
+    wait_for(
+        &client,
+        |c| c.succeeded >= args.jobs as u64,
+        Duration::from_secs(600),
+    )
+    .await?;
     report(
         "drain by 1 worker process, concurrency 10",
-        queued as usize,
+        args.jobs,
         start.elapsed(),
     );
 
@@ -123,7 +135,7 @@ async fn singles(client: &Client, jobs: usize, durability: &str) -> anyhow::Resu
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_owned();
-    let took = crate::bench_producer::enqueue_singles(addr, jobs, noop).await?;
+    let took = crate::bench_producer::enqueue_singles(addr, jobs, single).await?;
     report(
         &format!("HTTP enqueue, 1 request per job, {durability}, minimal producer"),
         jobs,
@@ -149,10 +161,10 @@ async fn enqueue_singles(client: &Client, jobs: usize) -> anyhow::Result<Duratio
             .build()?;
         runtime.block_on(async {
             let client = Client::new(&url, None)?;
-            client.enqueue(&noop(0)).await?; // connect before timing
+            client.enqueue(&single(0)).await?; // connect before timing
             let start = Instant::now();
             for i in 1..=jobs {
-                client.enqueue(&noop(i)).await?;
+                client.enqueue(&single(i)).await?;
             }
             Ok(start.elapsed())
         })
@@ -162,8 +174,13 @@ async fn enqueue_singles(client: &Client, jobs: usize) -> anyhow::Result<Duratio
         .map_err(|_| anyhow::anyhow!("the producer thread panicked"))?
 }
 
-fn noop(i: usize) -> NewJob {
-    NewJob::new(QUEUE, "noop", json!({ "i": i }))
+fn noop(queue: &str, i: usize) -> NewJob {
+    NewJob::new(queue, "noop", json!({ "i": i }))
+}
+
+/// A job of the single-enqueue figures, kept apart from the drained queue.
+fn single(i: usize) -> NewJob {
+    noop(SINGLES, i)
 }
 
 fn start_server(dir: &Path, port: u16, durability: &str, store: &str) -> anyhow::Result<Proc> {
@@ -172,7 +189,8 @@ fn start_server(dir: &Path, port: u16, durability: &str, store: &str) -> anyhow:
     // and reaping rather than backoff.
     let toml = format!(
         "durability = \"{durability}\"\n[[queues]]\nname = \"{QUEUE}\"\nlease = \"{LEASE_SECS}s\"\n\
-         retry = {{ policy = \"exponential\", max_attempts = 20, initial = \"100ms\", factor = 2.0, max_interval = \"1m\" }}\n"
+         retry = {{ policy = \"exponential\", max_attempts = 20, initial = \"100ms\", factor = 2.0, max_interval = \"1m\" }}\n\
+         [[queues]]\nname = \"{SINGLES}\"\n"
     );
     std::fs::write(&config, toml)?;
     let child = Command::new(std::env::current_exe()?)
@@ -228,6 +246,28 @@ async fn counts(client: &Client) -> anyhow::Result<flotilla_store::StateCounts> 
     Ok(client.queue(QUEUE).await?.counts)
 }
 
+/// Waits until a worker's poll waits on the server (its `flotilla_polls_waiting` gauge).
+async fn wait_until_polling(url: &str) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    for _ in 0..3000 {
+        let metrics = http
+            .get(format!("{}/metrics", url.trim_end_matches('/')))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let waiting = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("flotilla_polls_waiting "))
+            .and_then(|n| n.trim().parse::<f64>().ok());
+        if waiting.is_some_and(|n| n >= 1.0) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    bail!("the worker did not start polling")
+}
+
 async fn wait_for(
     client: &Client,
     done: impl Fn(&flotilla_store::StateCounts) -> bool,
@@ -238,12 +278,14 @@ async fn wait_for(
         if start.elapsed() > limit {
             bail!("gave up after {limit:?}: {:?}", counts(client).await?);
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     Ok(())
 }
 
-/// Enqueue→start latency at a steady rate, from the jobs' own timestamps.
+/// Enqueue→start latency at a steady rate, from the jobs' own timestamps: from `created_at`
+/// (the enqueue's commit) to `attempted_at` (the claim that hands the job to the worker and
+/// makes it running), both on the server's clock.
 async fn latency(client: &Client, args: &E2eBenchArgs) -> anyhow::Result<()> {
     let total = (args.rate * args.latency_secs) as usize;
     let before = counts(client).await?.succeeded;
@@ -252,7 +294,7 @@ async fn latency(client: &Client, args: &E2eBenchArgs) -> anyhow::Result<()> {
     let mut ids = Vec::with_capacity(total);
     for i in 0..total {
         tokio::time::sleep_until(start + tick * i as u32).await;
-        ids.push(client.enqueue(&noop(i)).await?.id);
+        ids.push(client.enqueue(&noop(QUEUE, i)).await?.id);
     }
     wait_for(
         client,

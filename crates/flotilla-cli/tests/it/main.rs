@@ -1,5 +1,6 @@
 //! End-to-end tests of the `flotilla` binary: real server processes on loopback ports.
 
+mod bench;
 mod copy;
 mod deploy;
 mod fleet;
