@@ -56,12 +56,23 @@ impl Remote {
         value: &T,
         table: impl FnOnce(&T) -> String,
     ) -> anyhow::Result<()> {
-        if self.json {
-            println!("{}", serde_json::to_string_pretty(value)?);
+        let text = if self.json {
+            serde_json::to_string_pretty(value)? + "\n"
         } else {
-            print!("{}", table(value));
-        }
-        Ok(())
+            table(value)
+        };
+        write_stdout(&text)
+    }
+}
+
+/// Writes `text` to stdout. A reader that went away (`flotilla jobs list | head -1`) is
+/// not an error: `print!` would panic there.
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        written => Ok(written.context("cannot write to stdout")?),
     }
 }
 

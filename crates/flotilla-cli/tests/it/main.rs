@@ -1,6 +1,7 @@
 //! End-to-end tests of the `flotilla` binary: real server processes on loopback ports.
 
 mod bench;
+mod cli_commands;
 mod copy;
 mod deploy;
 mod fleet;

@@ -1,7 +1,7 @@
 //! Tokens never reach the log, even at the most verbose level, whether they are right,
 //! wrong, or sent to a route the role may not use.
 
-use crate::support::{ServerProcess, WorkerProcess, config, eventually};
+use crate::support::{LoggedWorker, ServerProcess, WorkerProcess, config, eventually, flotilla};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_token_appears_in_any_log_line() {
@@ -90,4 +90,56 @@ async fn exec_commands_do_not_get_the_worker_token() {
     })
     .await;
     assert_eq!(fetch().await["result"], "[none]");
+}
+
+/// The worker's own log, at the most verbose level, holds neither its token (given in
+/// `FLOTILLA_TOKEN`) while it runs a job and drains, nor a wrong one (given with
+/// `--token`) that the server refuses; nor does a CLI command's error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_token_appears_in_the_worker_log() {
+    let admin = "admin-token-for-the-worker-log-0001";
+    let worker = "worker-token-for-the-worker-log-0002";
+    let wrong = "wrong-token-for-the-worker-log-0003";
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "[[tokens]]\nrole = \"admin\"\ntoken = \"{admin}\"\n\n[[tokens]]\nrole = \"worker\"\ntoken = \"{worker}\"\n\n[[queues]]\nname = \"q\"\n"
+    );
+    let config = config(dir.path(), &toml);
+    let server = ServerProcess::start_with(dir.path(), &["--config", &config], "http");
+    let url = &server.url;
+    let args = ["--queues", "q", "--exec", "echo done"];
+    let mut good = LoggedWorker::start(url, &args, &[("FLOTILLA_TOKEN", worker)], "trace");
+    let refused = LoggedWorker::start(
+        url,
+        &[&args[..], &["--token", wrong]].concat(),
+        &[],
+        "trace",
+    );
+
+    let enqueue = ["enqueue", "q", "k", "--token", admin, "--json"];
+    let id = flotilla(url, &enqueue).await.json()["id"].to_string();
+    eventually("the job to succeed", || async {
+        let shown = flotilla(url, &["jobs", "get", &id, "--token", admin, "--json"]).await;
+        shown.json()["state"] == "succeeded"
+    })
+    .await;
+    refused.wait_for_line("the wrong token to be refused", |l| {
+        l.contains("register refused") && l.contains("unauthorized")
+    });
+    let cli = flotilla(url, &["jobs", "get", &id, "--token", wrong]).await;
+    assert!(cli.failure().contains("unauthorized"), "{cli:?}");
+    good.sigterm();
+    assert!(good.wait_exit().success());
+
+    let good_log = good.log().join("\n");
+    assert!(
+        good_log.contains("job succeeded") && good_log.contains("worker stopped"),
+        "the job and the drain were logged"
+    );
+    let logs = [good_log, refused.log().join("\n"), cli.stderr, cli.stdout];
+    for log in &logs {
+        for secret in [admin, worker, wrong] {
+            assert!(!log.contains(secret), "a token appears in a log");
+        }
+    }
 }

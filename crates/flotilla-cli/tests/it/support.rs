@@ -379,3 +379,189 @@ impl Drop for TcpProxy {
         self.accept.abort();
     }
 }
+
+/// What a `flotilla` command printed, and how it exited.
+#[derive(Debug)]
+pub(crate) struct CliRun {
+    /// Its exit status.
+    pub(crate) status: std::process::ExitStatus,
+    /// Everything it printed on stdout.
+    pub(crate) stdout: String,
+    /// Everything it printed on stderr.
+    pub(crate) stderr: String,
+}
+
+impl CliRun {
+    /// Its stdout, after checking that it exited 0.
+    pub(crate) fn ok(&self) -> &str {
+        assert!(self.status.success(), "the command failed: {self:?}");
+        &self.stdout
+    }
+
+    /// Its stdout parsed as JSON, after checking that it exited 0.
+    pub(crate) fn json(&self) -> Value {
+        serde_json::from_str(self.ok()).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
+    }
+
+    /// Its stderr, after checking that it failed cleanly: a non-zero exit with an `error:`
+    /// line, and no panic or backtrace.
+    pub(crate) fn failure(&self) -> &str {
+        assert!(!self.status.success(), "the command succeeded: {self:?}");
+        assert_eq!(self.status.code(), Some(1), "exit status: {self:?}");
+        assert!(self.stderr.starts_with("error: "), "{self:?}");
+        for panic in ["panicked", "stack backtrace", "RUST_BACKTRACE"] {
+            assert!(!self.stderr.contains(panic), "{panic}: {self:?}");
+        }
+        &self.stderr
+    }
+}
+
+/// Runs `flotilla ARGS --url URL` to its end (at most 60 s), with stdin empty, no
+/// `FLOTILLA_*` variables from the test's environment, and backtraces on.
+pub(crate) async fn flotilla(url: &str, args: &[&str]) -> CliRun {
+    flotilla_with_stdin(url, args, Vec::new()).await
+}
+
+/// Like [`flotilla`], with `input` on stdin.
+pub(crate) async fn flotilla_with_stdin(url: &str, args: &[&str], input: Vec<u8>) -> CliRun {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .args(args)
+        .args(["--url", url])
+        .env_remove("FLOTILLA_URL")
+        .env_remove("FLOTILLA_TOKEN")
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start flotilla");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let feed = async move {
+        // A command that does not read its input closes the pipe: not an error here.
+        let _ = stdin.write_all(&input).await;
+    };
+    let run = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output());
+    let ((), output) = tokio::join!(feed, run);
+    let output = output
+        .unwrap_or_else(|_| panic!("flotilla {args:?} did not end within 60 s"))
+        .expect("flotilla output");
+    CliRun {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// A `flotilla worker` child process that keeps every line it prints on stdout and stderr,
+/// so that a test can wait for a log line and read the whole log; killed on drop.
+pub(crate) struct LoggedWorker {
+    child: Child,
+    output: Arc<WorkerOutput>,
+}
+
+/// The lines a [`LoggedWorker`] printed, and how many of its two streams are still open.
+#[derive(Default)]
+struct WorkerOutput {
+    state: Mutex<(Vec<String>, usize)>,
+    changed: std::sync::Condvar,
+}
+
+impl LoggedWorker {
+    /// Starts `flotilla worker --url URL ARGS` with `RUST_LOG=rust_log`, `env` added and no
+    /// `FLOTILLA_TOKEN` from the test's environment.
+    pub(crate) fn start(url: &str, args: &[&str], env: &[(&str, &str)], rust_log: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+            .args(["worker", "--url", url])
+            .args(args)
+            .env_remove("FLOTILLA_TOKEN")
+            .env(
+                "FLOTILLA_OBJECTS",
+                std::env::temp_dir().join("flotilla-test-objects"),
+            )
+            .envs(env.iter().copied())
+            .env("RUST_LOG", rust_log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start flotilla worker");
+        let output = Arc::new(WorkerOutput {
+            state: Mutex::new((Vec::new(), 2)),
+            changed: std::sync::Condvar::new(),
+        });
+        let stdout: Box<dyn std::io::Read + Send> = Box::new(child.stdout.take().unwrap());
+        let stderr: Box<dyn std::io::Read + Send> = Box::new(child.stderr.take().unwrap());
+        for stream in [stdout, stderr] {
+            let output = output.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    output.state.lock().unwrap().0.push(line);
+                    output.changed.notify_all();
+                }
+                output.state.lock().unwrap().1 -= 1;
+                output.changed.notify_all();
+            });
+        }
+        Self { child, output }
+    }
+
+    /// Every line it printed so far.
+    pub(crate) fn log(&self) -> Vec<String> {
+        self.output.state.lock().unwrap().0.clone()
+    }
+
+    /// Waits (at most 30 s) until it has printed a line that `matches` and returns it.
+    pub(crate) fn wait_for_line(&self, what: &str, matches: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut state = self.output.state.lock().unwrap();
+        loop {
+            if let Some(line) = state.0.iter().find(|l| matches(l)) {
+                return line.clone();
+            }
+            let log = state.0.join("\n");
+            assert!(state.1 > 0, "the worker exited before {what}:\n{log}");
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            assert!(!left.is_zero(), "gave up waiting for {what}:\n{log}");
+            state = self.output.changed.wait_timeout(state, left).unwrap().0;
+        }
+    }
+
+    /// The port of its health server, from its "health port listening" log line.
+    pub(crate) fn health_port(&self) -> u16 {
+        let line = self.wait_for_line("the health port", |l| l.contains("health port listening"));
+        let (_, after) = line.split_once("127.0.0.1:").expect("a loopback address");
+        let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().expect("a port")
+    }
+
+    /// Sends SIGTERM, without waiting.
+    pub(crate) fn sigterm(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success(), "kill -TERM");
+    }
+
+    /// Waits (at most 30 s) until it has closed its output and exited, and returns how.
+    pub(crate) fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut state = self.output.state.lock().unwrap();
+        while state.1 > 0 {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            assert!(!left.is_zero(), "the worker did not exit within 30 s");
+            state = self.output.changed.wait_timeout(state, left).unwrap().0;
+        }
+        drop(state);
+        self.child.wait().expect("worker exit")
+    }
+}
+
+impl Drop for LoggedWorker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
