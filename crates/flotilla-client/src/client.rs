@@ -104,7 +104,7 @@ impl Client {
         let (path, body) = self.send_raw(req).await?;
         // A 204 has no body: read it as JSON null, which `()` accepts.
         let body: &[u8] = if body.is_empty() { b"null" } else { &body };
-        serde_json::from_slice(body).map_err(|source| ClientError::Decode { path, source })
+        serde_json::from_slice(body).map_err(|error| ClientError::Decode { path, error })
     }
 
     /// Sends `req` with `body` as JSON; see [`Client::send`].

@@ -19,16 +19,18 @@ pub enum ClientError {
         message: String,
     },
     /// The server could not be reached or did not answer in time (connect, reset, timeout).
-    #[error("transport: {0}")]
-    Transport(#[source] reqwest::Error),
+    /// The message holds the whole chain of causes ("… tcp connect error: Connection
+    /// refused"), so the error has no `source()` of its own: a reporter that prints the
+    /// chain (`{:#}` of anyhow) would otherwise print each cause twice.
+    #[error("transport: {}", causes(.0))]
+    Transport(reqwest::Error),
     /// The server answered success with a body this client cannot read.
-    #[error("cannot decode the answer of {path}: {source}")]
+    #[error("cannot decode the answer of {path}: {error}")]
     Decode {
         /// The request path.
         path: String,
         /// What did not parse.
-        #[source]
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
     /// The base URL given to [`Client::new`](crate::Client::new) is not usable.
     #[error("invalid base URL {url:?}: {reason}")]
@@ -38,6 +40,17 @@ pub enum ClientError {
         /// Why it was refused.
         reason: String,
     },
+}
+
+/// `error` and its sources, joined by ": ".
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        text = format!("{text}: {cause}");
+        next = cause.source();
+    }
+    text
 }
 
 impl ClientError {

@@ -480,7 +480,11 @@ async fn errors_exit_non_zero_with_a_clear_message() {
         let run = flotilla(&nowhere, args).await;
         let stderr = run.failure();
         assert!(stderr.contains("Connection refused"), "{args:?}: {stderr}");
-        assert!(stderr.contains(&nowhere), "names the URL: {stderr}");
+        assert_eq!(
+            stderr.matches(&nowhere).count(),
+            1,
+            "names the URL once: {stderr}"
+        );
     }
 }
 
