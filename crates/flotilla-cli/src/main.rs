@@ -160,10 +160,11 @@ fn main() -> std::process::ExitCode {
 /// on blocking threads or in child processes), so it takes one thread per two cores: a
 /// job task, the HTTP connection it answers on and the poll loop then mostly share a
 /// thread, and hand over without waking another (on two cores one thread drained 2–30 %
-/// faster than two in five A/B pairs; see docs/ARCHITECTURE.md). The benchmarks use every core (a benchmark's client on one thread
-/// measured slower: a thread that sleeps between requests takes long to wake on a
-/// virtual machine); the other commands are one client each and run on the calling
-/// thread. `TOKIO_WORKER_THREADS` overrides the count of the multi-threaded ones.
+/// faster than two in five A/B pairs; see docs/ARCHITECTURE.md). The benchmarks use
+/// every core (a benchmark's client on one thread measured slower: a thread that sleeps
+/// between requests takes long to wake on a virtual machine); the other commands are one
+/// client each and run on the calling thread. `TOKIO_WORKER_THREADS` overrides the count
+/// of the multi-threaded ones.
 fn runtime(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let threads = match command {

@@ -24,13 +24,7 @@ async fn setup() -> Setup {
     let (_, reg) = call("POST", format!("{url}/v1/workers"), Some(register), None).await;
     let worker = reg["worker_id"].as_str().unwrap().to_owned();
     for _ in 0..2 {
-        call(
-            "POST",
-            format!("{url}/v1/jobs"),
-            Some(json!({"queue": "default", "kind": "k"})),
-            None,
-        )
-        .await;
+        crate::enqueue(url, "default", "k").await;
     }
     let poll = json!({"worker_id": worker, "queues": ["default"], "max_jobs": 2});
     let (_, jobs) = call("POST", format!("{url}/v1/poll"), Some(poll), None).await;
@@ -354,27 +348,23 @@ async fn oversized_and_untyped_bodies_are_refused() {
     assert_eq!(resp.status().as_u16(), 413);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "body_too_large");
-    let resp = client
-        .post(format!("{}/v1/jobs", s.server.url))
-        .body(r#"{"queue":"default","kind":"k"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_malformed(resp, "no content-type").await;
-    for (body, what) in [
-        ("{", "truncated JSON"),
-        (r#"{"queue":"default","kind":"k",}"#, "a trailing comma"),
-        ("queue=default&kind=k", "a form body"),
-        ("", "an empty body"),
+    let json = Some("application/json");
+    for (content_type, body, what) in [
+        (None, r#"{"queue":"default","kind":"k"}"#, "no content-type"),
+        (json, "{", "truncated JSON"),
+        (
+            json,
+            r#"{"queue":"default","kind":"k",}"#,
+            "a trailing comma",
+        ),
+        (json, "queue=default&kind=k", "a form body"),
+        (json, "", "an empty body"),
     ] {
-        let resp = client
-            .post(format!("{}/v1/jobs", s.server.url))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_malformed(resp, what).await;
+        let mut req = client.post(format!("{}/v1/jobs", s.server.url)).body(body);
+        if let Some(content_type) = content_type {
+            req = req.header("content-type", content_type);
+        }
+        assert_malformed(req.send().await.unwrap(), what).await;
     }
     // Nothing of it was enqueued: the setup's two jobs are all there is.
     let (_, page) = call("GET", format!("{}/v1/jobs", s.server.url), None, None).await;

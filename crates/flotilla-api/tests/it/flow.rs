@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use flotilla_api::testing::spawn;
 use serde_json::json;
 
-use crate::call;
+use crate::{call, enqueue};
 
 async fn register(url: &str, queues: &[&str]) -> String {
     let body =
@@ -106,13 +106,7 @@ async fn a_waiting_poll_is_woken_by_an_enqueue() {
         .await
         .expect("the poll starts waiting");
         let enqueued = Instant::now();
-        call(
-            "POST",
-            format!("{url}/v1/jobs"),
-            Some(json!({"queue": "default", "kind": "k"})),
-            None,
-        )
-        .await;
+        enqueue(&url, "default", "k").await;
         let (status, polled) = poll.await.unwrap();
         latencies.push(enqueued.elapsed());
         assert_eq!(
@@ -131,13 +125,7 @@ async fn queues_are_served_in_strict_order_and_metrics_show_them() {
     let url = &server.url;
     let worker = register(url, &["high", "default", "low"]).await;
     for queue in ["low", "default", "high"] {
-        call(
-            "POST",
-            format!("{url}/v1/jobs"),
-            Some(json!({"queue": queue, "kind": queue})),
-            None,
-        )
-        .await;
+        enqueue(url, queue, queue).await;
     }
     let poll = json!({"worker_id": worker, "queues": ["high", "default", "low"], "max_jobs": 3});
     let (_, polled) = call("POST", format!("{url}/v1/poll"), Some(poll), None).await;

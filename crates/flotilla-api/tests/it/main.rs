@@ -31,3 +31,10 @@ pub(crate) async fn call(
         serde_json::from_str(&text).unwrap_or(json!({ "raw": text })),
     )
 }
+
+/// Enqueues a job of `kind` into `queue` (no payload) and checks it was accepted.
+pub(crate) async fn enqueue(url: &str, queue: &str, kind: &str) {
+    let job = json!({"queue": queue, "kind": kind});
+    let (status, answer) = call("POST", format!("{url}/v1/jobs"), Some(job), None).await;
+    assert_eq!(status, 202, "{answer}");
+}

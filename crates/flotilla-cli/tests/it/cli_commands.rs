@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::support::{
-    LoggedWorker, ServerProcess, all_in, config, enqueue, eventually, flotilla,
+    ServerProcess, WorkerProcess, all_in, config, enqueue, eventually, flotilla,
     flotilla_with_stdin, free_port, get,
 };
 
@@ -275,7 +275,7 @@ async fn a_paused_queue_is_not_served_until_resumed() {
         "--exec",
         "echo ran",
     ];
-    let _worker = LoggedWorker::start(url, &args, &[], "info");
+    let _worker = WorkerProcess::start_logging(url, &args, &[], "info");
     let served = enqueue(url, "other", "shell", json!({}), 1).await;
     eventually("the other queue's job to succeed", || {
         all_in(url, &served, "succeeded")
@@ -327,7 +327,7 @@ async fn dead_list_replay_and_purge() {
         "--exec",
         exec.as_str(),
     ];
-    let _worker = LoggedWorker::start(url, &args, &[], "info");
+    let _worker = WorkerProcess::start_logging(url, &args, &[], "info");
     eventually("every job to be dead", || all_in(url, &dead, "dead")).await;
 
     let listed = flotilla(url, &["dead", "list", "--queue", "doomed", "--json"])
@@ -383,7 +383,7 @@ async fn workers_lists_a_running_worker_and_its_jobs() {
     let url = &server.url;
     let id = "cli-test-worker-1";
     let args = ["--id", id, "--queues", "q,other", "--concurrency", "2"];
-    let worker = LoggedWorker::start(url, &args, &[], "info,flotilla_worker=debug");
+    let worker = WorkerProcess::start_logging(url, &args, &[], "info,flotilla_worker=debug");
     let this = |workers: &Value| {
         workers
             .as_array()
@@ -532,7 +532,7 @@ async fn worker_health_port_and_sigterm() {
         "--exec",
         "echo ok",
     ];
-    let mut worker = LoggedWorker::start(url, &args, &[], "info");
+    let mut worker = WorkerProcess::start_logging(url, &args, &[], "info");
     let health = format!("http://127.0.0.1:{}", worker.health_port());
     let healthz = reqwest::get(format!("{health}/healthz")).await.unwrap();
     assert_eq!(healthz.status(), 200);
@@ -595,7 +595,7 @@ async fn worker_json_log_lines_carry_the_job_fields() {
         "--exec",
         "echo ok",
     ];
-    let mut worker = LoggedWorker::start(url, &args, &[], "info,flotilla_worker=debug");
+    let mut worker = WorkerProcess::start_logging(url, &args, &[], "info,flotilla_worker=debug");
     let accepted = flotilla(url, &["enqueue", "q", "thumbnail", "--json"])
         .await
         .json();

@@ -1,7 +1,7 @@
 //! Tokens never reach the log, even at the most verbose level, whether they are right,
 //! wrong, or sent to a route the role may not use.
 
-use crate::support::{LoggedWorker, ServerProcess, WorkerProcess, config, eventually, flotilla};
+use crate::support::{ServerProcess, WorkerProcess, config, eventually, flotilla};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_token_appears_in_any_log_line() {
@@ -108,8 +108,8 @@ async fn no_token_appears_in_the_worker_log() {
     let server = ServerProcess::start_with(dir.path(), &["--config", &config], "http");
     let url = &server.url;
     let args = ["--queues", "q", "--exec", "echo done"];
-    let mut good = LoggedWorker::start(url, &args, &[("FLOTILLA_TOKEN", worker)], "trace");
-    let refused = LoggedWorker::start(
+    let mut good = WorkerProcess::start_logging(url, &args, &[("FLOTILLA_TOKEN", worker)], "trace");
+    let refused = WorkerProcess::start_logging(
         url,
         &[&args[..], &["--token", wrong]].concat(),
         &[],

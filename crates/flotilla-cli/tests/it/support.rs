@@ -2,9 +2,10 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
-use std::time::Duration;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -113,79 +114,6 @@ pub(crate) fn free_port() -> u16 {
         .port()
 }
 
-/// A `flotilla worker` child process, killed on drop. Counts the jobs it starts from its
-/// debug log, so tests wait on events rather than on time.
-pub(crate) struct WorkerProcess {
-    child: Child,
-    started: mpsc::Receiver<()>,
-}
-
-impl WorkerProcess {
-    /// Starts `flotilla worker --url URL` with `args`.
-    pub(crate) fn start(url: &str, args: &[&str]) -> Self {
-        Self::start_env(url, args, &[])
-    }
-
-    /// Like [`WorkerProcess::start`], with more environment variables.
-    pub(crate) fn start_env(url: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
-            .args(["worker", "--url", url])
-            .args(args)
-            // The media handlers' object store: out of the source tree.
-            .env(
-                "FLOTILLA_OBJECTS",
-                std::env::temp_dir().join("flotilla-test-objects"),
-            )
-            .envs(env.iter().copied())
-            .env("RUST_LOG", "info,flotilla_worker=debug")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start flotilla worker");
-        let (tx, started) = mpsc::channel();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
-        std::thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                if line.contains("job started") {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        Self { child, started }
-    }
-
-    /// Waits until it has started `n` more jobs.
-    pub(crate) fn wait_started(&self, n: usize) {
-        for _ in 0..n {
-            self.started
-                .recv_timeout(Duration::from_secs(30))
-                .expect("the worker starts a job");
-        }
-    }
-
-    /// Sends SIGKILL.
-    pub(crate) fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Sends SIGTERM and returns how the process exited.
-    pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill -TERM");
-        self.child.wait().expect("worker exit")
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Checks `done` against the server until it holds (every 50 ms, at most 60 s). Used only
 /// for the end state of multi-process runs, where no in-process signal exists.
 pub(crate) async fn eventually<F, Fut>(what: &str, mut done: F)
@@ -193,12 +121,9 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while !done().await {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "gave up waiting for {what}"
-        );
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -454,28 +379,48 @@ pub(crate) async fn flotilla_with_stdin(url: &str, args: &[&str], input: Vec<u8>
     }
 }
 
-/// A `flotilla worker` child process that keeps every line it prints on stdout and stderr,
-/// so that a test can wait for a log line and read the whole log; killed on drop.
-pub(crate) struct LoggedWorker {
+/// A `flotilla worker` child process that keeps every line it prints (stdout and stderr),
+/// so that a test can wait for a log line (a job started, the health port) rather than
+/// for time, and read the whole log; killed on drop.
+pub(crate) struct WorkerProcess {
     child: Child,
     output: Arc<WorkerOutput>,
+    /// The "job started" lines [`WorkerProcess::wait_started`] has waited for so far.
+    started_seen: AtomicUsize,
 }
 
-/// The lines a [`LoggedWorker`] printed, and how many of its two streams are still open.
+/// The lines a [`WorkerProcess`] printed, and how many of its two streams are still open.
 #[derive(Default)]
 struct WorkerOutput {
     state: Mutex<(Vec<String>, usize)>,
-    changed: std::sync::Condvar,
+    changed: Condvar,
 }
 
-impl LoggedWorker {
-    /// Starts `flotilla worker --url URL ARGS` with `RUST_LOG=rust_log`, `env` added and no
-    /// `FLOTILLA_TOKEN` from the test's environment.
-    pub(crate) fn start(url: &str, args: &[&str], env: &[(&str, &str)], rust_log: &str) -> Self {
+impl WorkerProcess {
+    /// Starts `flotilla worker --url URL` with `args`, logging at debug level the job
+    /// events [`WorkerProcess::wait_started`] counts.
+    pub(crate) fn start(url: &str, args: &[&str]) -> Self {
+        Self::start_env(url, args, &[])
+    }
+
+    /// Like [`WorkerProcess::start`], with more environment variables.
+    pub(crate) fn start_env(url: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_logging(url, args, env, "info,flotilla_worker=debug")
+    }
+
+    /// Like [`WorkerProcess::start_env`], with `RUST_LOG=rust_log`. No `FLOTILLA_TOKEN`
+    /// comes from the test's environment.
+    pub(crate) fn start_logging(
+        url: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        rust_log: &str,
+    ) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
             .args(["worker", "--url", url])
             .args(args)
             .env_remove("FLOTILLA_TOKEN")
+            // The media handlers' object store: out of the source tree.
             .env(
                 "FLOTILLA_OBJECTS",
                 std::env::temp_dir().join("flotilla-test-objects"),
@@ -489,7 +434,7 @@ impl LoggedWorker {
             .expect("start flotilla worker");
         let output = Arc::new(WorkerOutput {
             state: Mutex::new((Vec::new(), 2)),
-            changed: std::sync::Condvar::new(),
+            changed: Condvar::new(),
         });
         let stdout: Box<dyn std::io::Read + Send> = Box::new(child.stdout.take().unwrap());
         let stderr: Box<dyn std::io::Read + Send> = Box::new(child.stderr.take().unwrap());
@@ -504,7 +449,11 @@ impl LoggedWorker {
                 output.changed.notify_all();
             });
         }
-        Self { child, output }
+        Self {
+            child,
+            output,
+            started_seen: AtomicUsize::new(0),
+        }
     }
 
     /// Every line it printed so far.
@@ -512,17 +461,31 @@ impl LoggedWorker {
         self.output.state.lock().unwrap().0.clone()
     }
 
+    /// Waits (at most 30 s) until it has started `n` more jobs.
+    pub(crate) fn wait_started(&self, n: usize) {
+        let seen = self.started_seen.fetch_add(n, Ordering::SeqCst) + n;
+        self.wait_until(&format!("job start {seen}"), |lines| {
+            lines.iter().filter(|l| l.contains("job started")).count() >= seen
+        });
+    }
+
     /// Waits (at most 30 s) until it has printed a line that `matches` and returns it.
     pub(crate) fn wait_for_line(&self, what: &str, matches: impl Fn(&str) -> bool) -> String {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let lines = self.wait_until(what, |lines| lines.iter().any(|l| matches(l)));
+        lines.into_iter().find(|l| matches(l)).unwrap()
+    }
+
+    /// Waits (at most 30 s) until its lines so far satisfy `done`, and returns them.
+    fn wait_until(&self, what: &str, done: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
         let mut state = self.output.state.lock().unwrap();
         loop {
-            if let Some(line) = state.0.iter().find(|l| matches(l)) {
-                return line.clone();
+            if done(&state.0) {
+                return state.0.clone();
             }
             let log = state.0.join("\n");
             assert!(state.1 > 0, "the worker exited before {what}:\n{log}");
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let left = deadline.saturating_duration_since(Instant::now());
             assert!(!left.is_zero(), "gave up waiting for {what}:\n{log}");
             state = self.output.changed.wait_timeout(state, left).unwrap().0;
         }
@@ -536,6 +499,12 @@ impl LoggedWorker {
         digits.parse().expect("a port")
     }
 
+    /// Sends SIGKILL.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM, without waiting.
     pub(crate) fn sigterm(&self) {
         let status = Command::new("kill")
@@ -545,12 +514,19 @@ impl LoggedWorker {
         assert!(status.success(), "kill -TERM");
     }
 
-    /// Waits (at most 30 s) until it has closed its output and exited, and returns how.
-    pub(crate) fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    /// Sends SIGTERM and returns how the process exited.
+    pub(crate) fn terminate(&mut self) -> ExitStatus {
+        self.sigterm();
+        self.wait_exit()
+    }
+
+    /// Waits (at most 30 s) until it has closed its output, so that its log is whole, and
+    /// exited; returns how.
+    pub(crate) fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(30);
         let mut state = self.output.state.lock().unwrap();
         while state.1 > 0 {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let left = deadline.saturating_duration_since(Instant::now());
             assert!(!left.is_zero(), "the worker did not exit within 30 s");
             state = self.output.changed.wait_timeout(state, left).unwrap().0;
         }
@@ -559,7 +535,7 @@ impl LoggedWorker {
     }
 }
 
-impl Drop for LoggedWorker {
+impl Drop for WorkerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
